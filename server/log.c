@@ -1,0 +1,55 @@
+/* log.c: leveled stderr logging; one write(2) per line so lines from workers never interleave. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static const char *gh_log_role = "main";
+static gh_log_level_t gh_log_min = GH_LOG_INFO;
+
+/* Names the process in every following line ("master", "worker"); role must outlive the process. */
+void gh_log_set_role(const char *role) { gh_log_role = role; }
+
+/* Sets the lowest level that is written. GH_LOG_LEVEL=debug in the environment also lowers it. */
+void gh_log_set_level(gh_log_level_t level) { gh_log_min = level; }
+
+/* Formats one line "2026-01-01T00:00:00.000Z [pid role] LEVEL message" and writes it at once.
+ * Callers must never pass secrets: there is no redaction here. */
+void gh_log(gh_log_level_t level, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    char line[2048];
+    struct timeval tv;
+    struct tm tm;
+    va_list ap;
+    int n, m;
+
+    if (level < gh_log_min)
+        return;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%d %s] %s: ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(tv.tv_usec / 1000), (int)getpid(), gh_log_role, names[level]);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return;
+    va_start(ap, fmt);
+    m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return;
+    n += m;
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+        /* Nowhere left to report a failing stderr. */
+    }
+}

@@ -1,0 +1,375 @@
+/* master.c: the master process (after nginx): owns the listening sockets, forks and respawns
+ * workers, and turns signals into flags acted on by one supervision loop. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gh.h"
+#include "http.h"
+#include "log.h"
+#include "master.h"
+#include "worker.h"
+
+#define GH_MAX_PROCS 4096
+#define GH_TICK_MS 100
+#define GH_FAST_DEATH_US 2000000u /* a worker dying sooner than this after start is failing */
+#define GH_BACKOFF_MAX_US 10000000u
+
+/* One row of the process table. */
+typedef struct {
+    pid_t pid;            /* 0: free row */
+    int slot;             /* 0..workers-1 within its generation */
+    int generation;
+    int retiring;         /* sent SIGTERM: drains, never respawned */
+    uint64_t started_us;
+} gh_proc_t;
+
+/* Respawn state of one worker slot of the current generation. */
+typedef struct {
+    int fails;
+    uint64_t respawn_at_us; /* 0: nothing scheduled */
+} gh_slot_t;
+
+static volatile sig_atomic_t sig_child, sig_term, sig_quit, sig_hup, sig_tick;
+
+static struct {
+    const gh_config_t *cfg;
+    const gh_keys_t *keys;
+    int client_fd;
+    int admin_fd;
+    gh_proc_t procs[GH_MAX_PROCS];
+    gh_slot_t *slots;
+    int generation;
+    int stopping;
+    uint64_t stop_deadline_us;
+} m;
+
+/* Signal handlers only record what happened; the loop acts. */
+static void on_signal(int sig)
+{
+    switch (sig) {
+    case SIGCHLD: sig_child = 1; break;
+    case SIGTERM:
+    case SIGINT: sig_term = 1; break;
+    case SIGQUIT: sig_quit = 1; break;
+    case SIGHUP: sig_hup = 1; break;
+    case SIGALRM: sig_tick = 1; break;
+    default: break;
+    }
+}
+
+/* Opens, binds and listens; SO_REUSEADDR lets a restart rebind while old sockets linger. */
+int gh_listen_socket(const gh_hostport_t *hp)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    int fd = -1, one = 1, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(hp->host, hp->port, &hints, &res);
+    if (rc != 0) {
+        gh_log_error("getaddrinfo(%s:%s) failed: %s", hp->host, hp->port, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+            break;
+        gh_log_error("bind/listen on %s:%s failed: %s", hp->host, hp->port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Forks one worker for slot in the current generation. */
+static int spawn(int slot)
+{
+    gh_worker_args_t args;
+    sigset_t none;
+    pid_t pid;
+    int i, row = -1;
+
+    for (i = 0; i < GH_MAX_PROCS; i++)
+        if (m.procs[i].pid == 0) {
+            row = i;
+            break;
+        }
+    if (row < 0) {
+        gh_log_error("process table full; not spawning worker %d", slot);
+        return GH_ERR;
+    }
+    pid = fork();
+    if (pid < 0) {
+        gh_log_error("fork failed: %s", strerror(errno));
+        return GH_ERR;
+    }
+    if (pid == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGCHLD, &sa, NULL);
+        sigaction(SIGALRM, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGQUIT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        memset(&args, 0, sizeof(args));
+        args.cfg = m.cfg;
+        args.keys = m.keys;
+        args.client_fd = m.client_fd;
+        args.admin_fd = m.admin_fd;
+        args.slot = slot;
+        args.generation = m.generation;
+        _exit(gh_worker_run(&args));
+    }
+    m.procs[row].pid = pid;
+    m.procs[row].slot = slot;
+    m.procs[row].generation = m.generation;
+    m.procs[row].retiring = 0;
+    m.procs[row].started_us = gh_now_us();
+    gh_log_debug("spawned worker %d pid %d generation %d", slot, (int)pid, m.generation);
+    return GH_OK;
+}
+
+/* Number of live children. */
+static int live_children(void)
+{
+    int i, n = 0;
+    for (i = 0; i < GH_MAX_PROCS; i++)
+        if (m.procs[i].pid != 0)
+            n++;
+    return n;
+}
+
+/* Sends sig to every child (or only to those of an older generation when old_only). */
+static void signal_children(int sig, int old_only)
+{
+    int i;
+    for (i = 0; i < GH_MAX_PROCS; i++) {
+        gh_proc_t *p = &m.procs[i];
+        if (p->pid == 0 || (old_only && p->generation == m.generation))
+            continue;
+        if (sig == SIGTERM)
+            p->retiring = 1;
+        kill(p->pid, sig);
+    }
+}
+
+/* Collects dead children; a current-generation worker that died unasked is respawned, at once
+ * the first time and with doubling back-off while it keeps dying young. */
+static void reap(void)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int i;
+        for (i = 0; i < GH_MAX_PROCS; i++) {
+            gh_proc_t *p = &m.procs[i];
+            uint64_t now, lived;
+            gh_slot_t *s;
+
+            if (p->pid != pid)
+                continue;
+            p->pid = 0;
+            if (p->retiring || m.stopping || p->generation != m.generation) {
+                gh_log_debug("worker pid %d (generation %d) exited", (int)pid, p->generation);
+                break;
+            }
+            if (WIFSIGNALED(status))
+                gh_log_warn("worker %d pid %d killed by signal %d; respawning", p->slot,
+                            (int)pid, WTERMSIG(status));
+            else
+                gh_log_warn("worker %d pid %d exited with status %d; respawning", p->slot,
+                            (int)pid, WEXITSTATUS(status));
+            now = gh_now_us();
+            lived = now - p->started_us;
+            s = &m.slots[p->slot];
+            if (lived < GH_FAST_DEATH_US) {
+                uint64_t delay = 100000u << (s->fails < 7 ? s->fails : 7);
+                if (delay > GH_BACKOFF_MAX_US)
+                    delay = GH_BACKOFF_MAX_US;
+                s->fails++;
+                s->respawn_at_us = now + delay;
+                if (s->fails > 1)
+                    gh_log_warn("worker %d keeps dying; next try in %llu ms", p->slot,
+                                (unsigned long long)(delay / 1000));
+            } else {
+                s->fails = 0;
+                s->respawn_at_us = now;
+            }
+            break;
+        }
+    }
+}
+
+/* Spawns the workers whose back-off has run out. */
+static void respawn_due(void)
+{
+    uint64_t now = gh_now_us();
+    int i;
+
+    for (i = 0; i < m.cfg->workers; i++) {
+        gh_slot_t *s = &m.slots[i];
+        if (s->respawn_at_us != 0 && s->respawn_at_us <= now) {
+            s->respawn_at_us = 0;
+            if (spawn(i) != GH_OK)
+                s->respawn_at_us = now + GH_BACKOFF_MAX_US;
+        }
+    }
+}
+
+/* SIGHUP: a new generation takes over the sockets, then the old one drains and leaves. */
+static void reload(void)
+{
+    int i;
+
+    m.generation++;
+    gh_log_info("reload: starting generation %d", m.generation);
+    for (i = 0; i < m.cfg->workers; i++) {
+        m.slots[i].fails = 0;
+        m.slots[i].respawn_at_us = 0;
+        if (spawn(i) != GH_OK)
+            m.slots[i].respawn_at_us = gh_now_us() + GH_BACKOFF_MAX_US;
+    }
+    signal_children(SIGTERM, 1);
+}
+
+/* Installs the flag-setting handlers and a periodic tick for back-off and drain deadlines. */
+static int install_signals(void)
+{
+    static const int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGALRM};
+    struct sigaction sa;
+    struct itimerval it;
+    sigset_t block;
+    size_t i;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigemptyset(&block);
+    for (i = 0; i < GH_ARRAY_LEN(sigs); i++) {
+        if (sigaction(sigs[i], &sa, NULL) != 0) {
+            gh_log_error("sigaction(%d) failed: %s", sigs[i], strerror(errno));
+            return GH_ERR;
+        }
+        sigaddset(&block, sigs[i]);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* blocked outside sigsuspend, so no signal is missed between checking flags and sleeping */
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    memset(&it, 0, sizeof(it));
+    it.it_interval.tv_usec = GH_TICK_MS * 1000;
+    it.it_value.tv_usec = GH_TICK_MS * 1000;
+    setitimer(ITIMER_REAL, &it, NULL);
+    return GH_OK;
+}
+
+/* The supervision loop (see master.h). */
+int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
+{
+    sigset_t empty;
+    int i, rc = 1;
+
+    memset(&m, 0, sizeof(m));
+    m.cfg = cfg;
+    m.keys = keys;
+    m.client_fd = m.admin_fd = -1;
+    gh_log_set_role("master");
+    m.slots = calloc((size_t)cfg->workers, sizeof(*m.slots));
+    if (m.slots == NULL) {
+        gh_log_error("calloc(slots) failed");
+        goto done;
+    }
+    m.client_fd = gh_listen_socket(&cfg->listen);
+    if (m.client_fd < 0)
+        goto done;
+    m.admin_fd = gh_listen_socket(&cfg->admin_listen);
+    if (m.admin_fd < 0)
+        goto done;
+    if (install_signals() != GH_OK)
+        goto done;
+    gh_log_info("gatehouse %s: client API on http://%s:%s, admin API on http://%s:%s, %d workers",
+                PACKAGE_VERSION, cfg->listen.host, cfg->listen.port, cfg->admin_listen.host,
+                cfg->admin_listen.port, cfg->workers);
+    for (i = 0; i < cfg->workers; i++)
+        if (spawn(i) != GH_OK)
+            m.slots[i].respawn_at_us = gh_now_us() + GH_BACKOFF_MAX_US;
+
+    sigemptyset(&empty);
+    for (;;) {
+        if (!sig_child && !sig_term && !sig_quit && !sig_hup && !sig_tick)
+            sigsuspend(&empty);
+        if (sig_child) {
+            sig_child = 0;
+            reap();
+        }
+        if (sig_quit) {
+            sig_quit = 0;
+            gh_log_info("fast stop");
+            m.stopping = 1;
+            signal_children(SIGQUIT, 0);
+            m.stop_deadline_us = gh_now_us() + 2000000u;
+        }
+        if (sig_term) {
+            sig_term = 0;
+            if (!m.stopping) {
+                gh_log_info("graceful stop: draining for up to %d s", cfg->drain_timeout);
+                m.stopping = 1;
+                signal_children(SIGTERM, 0);
+                m.stop_deadline_us = gh_now_us() + (uint64_t)cfg->drain_timeout * 1000000u +
+                                     2000000u;
+            }
+        }
+        if (sig_hup) {
+            sig_hup = 0;
+            if (!m.stopping)
+                reload();
+        }
+        sig_tick = 0;
+        if (m.stopping) {
+            if (live_children() == 0)
+                break;
+            if (gh_now_us() > m.stop_deadline_us) {
+                gh_log_warn("workers did not stop in time; killing them");
+                signal_children(SIGKILL, 0);
+                m.stop_deadline_us = gh_now_us() + 10000000u;
+            }
+        } else {
+            respawn_due();
+        }
+    }
+    gh_log_info("stopped");
+    rc = 0;
+done:
+    if (m.client_fd >= 0)
+        close(m.client_fd);
+    if (m.admin_fd >= 0)
+        close(m.admin_fd);
+    m.client_fd = m.admin_fd = -1;
+    free(m.slots);
+    m.slots = NULL;
+    return rc;
+}
