@@ -460,9 +460,10 @@ static void write_status(gh_conn_t *c, gh_http_req_t *req, int status, const cha
                          size_t headers_len)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    int minor = req != NULL ? req->head.version_minor : 1;
+    int minor = req != NULL && req->head.method != NULL ? req->head.version_minor : 1;
 
-    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", minor, status, gh_http_reason(status));
+    /* RFC 9110 6.2: a server sends its own version, 1.1, whatever the client spoke */
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, gh_http_reason(status));
     if (headers != NULL && headers_len > 0)
         evbuffer_add(out, headers, headers_len);
     if (!c->keep_alive)

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sodium.h>
 
+#include "admin.h"
 #include "cli.h"
 #include "crypto.h"
 #include "gh.h"
@@ -48,6 +49,8 @@ static int prepare_database(const char *dir, const gh_keys_t *keys)
     if (gh_store_check_keys(db, keys) != GH_OK)
         goto done;
     if (gh_store_bootstrap(db, keys) != GH_OK)
+        goto done;
+    if (gh_admin_token_init(db, keys, dir) != GH_OK)
         goto done;
     rc = GH_OK;
 done:

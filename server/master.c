@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -20,6 +21,8 @@
 #include "http.h"
 #include "log.h"
 #include "master.h"
+#include "recorder.h"
+#include "shm.h"
 #include "worker.h"
 
 #define GH_MAX_PROCS 4096
@@ -54,6 +57,11 @@ static struct {
     int generation;
     int stopping;
     uint64_t stop_deadline_us;
+    pid_t recorder;             /* the usage recorder, 0 when not running */
+    uint64_t recorder_started_us;
+    gh_slot_t recorder_slot;    /* its respawn back-off */
+    int recorder_told;          /* SIGUSR1 (final drain) sent */
+    char db_path[1200];
 } m;
 
 /* Signal handlers only record what happened; the loop acts. */
@@ -101,11 +109,69 @@ int gh_listen_socket(const gh_hostport_t *hp)
     return fd;
 }
 
+/* Resets what a child inherits from the master's signal set-up. */
+static void child_signals(void)
+{
+    static const int sigs[] = {SIGCHLD, SIGALRM, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
+    struct sigaction sa;
+    sigset_t none;
+    size_t i;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (i = 0; i < GH_ARRAY_LEN(sigs); i++)
+        sigaction(sigs[i], &sa, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Forks the recorder, the one process that writes usage records from shared memory to SQLite. */
+static int spawn_recorder(void)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        gh_log_error("fork (recorder) failed: %s", strerror(errno));
+        return GH_ERR;
+    }
+    if (pid == 0) {
+        /* no child_signals(): the recorder inherits the blocked mask (SIGUSR1 included) and
+         * takes its signals with sigtimedwait, so an early SIGUSR1 cannot kill it */
+        close(m.client_fd);
+        close(m.admin_fd);
+        prctl(PR_SET_NAME, "gh-recorder");
+        _exit(gh_recorder_run(m.db_path));
+    }
+    m.recorder = pid;
+    m.recorder_started_us = gh_now_us();
+    m.recorder_told = 0;
+    return GH_OK;
+}
+
+/* Schedules the next try after a child died; doubling back-off while it keeps dying young. */
+static void schedule_respawn(gh_slot_t *s, uint64_t started_us, const char *what)
+{
+    uint64_t now = gh_now_us();
+
+    if (now - started_us < GH_FAST_DEATH_US) {
+        uint64_t delay = 100000u << (s->fails < 7 ? s->fails : 7);
+        if (delay > GH_BACKOFF_MAX_US)
+            delay = GH_BACKOFF_MAX_US;
+        s->fails++;
+        s->respawn_at_us = now + delay;
+        if (s->fails > 1)
+            gh_log_warn("%s keeps dying; next try in %llu ms", what,
+                        (unsigned long long)(delay / 1000));
+    } else {
+        s->fails = 0;
+        s->respawn_at_us = now;
+    }
+}
+
 /* Forks one worker for slot in the current generation. */
 static int spawn(int slot)
 {
     gh_worker_args_t args;
-    sigset_t none;
     pid_t pid;
     int i, row = -1;
 
@@ -124,17 +190,7 @@ static int spawn(int slot)
         return GH_ERR;
     }
     if (pid == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = SIG_DFL;
-        sigaction(SIGCHLD, &sa, NULL);
-        sigaction(SIGALRM, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGQUIT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        child_signals();
         memset(&args, 0, sizeof(args));
         args.cfg = m.cfg;
         args.keys = m.keys;
@@ -186,10 +242,18 @@ static void reap(void)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         int i;
+        if (pid == m.recorder) {
+            m.recorder = 0;
+            if (!m.stopping || !m.recorder_told) {
+                gh_log_warn("recorder pid %d died (status %d); respawning: records wait in "
+                            "shared memory",
+                            (int)pid, status);
+                schedule_respawn(&m.recorder_slot, m.recorder_started_us, "recorder");
+            }
+            continue;
+        }
         for (i = 0; i < GH_MAX_PROCS; i++) {
             gh_proc_t *p = &m.procs[i];
-            uint64_t now, lived;
-            gh_slot_t *s;
 
             if (p->pid != pid)
                 continue;
@@ -204,22 +268,7 @@ static void reap(void)
             else
                 gh_log_warn("worker %d pid %d exited with status %d; respawning", p->slot,
                             (int)pid, WEXITSTATUS(status));
-            now = gh_now_us();
-            lived = now - p->started_us;
-            s = &m.slots[p->slot];
-            if (lived < GH_FAST_DEATH_US) {
-                uint64_t delay = 100000u << (s->fails < 7 ? s->fails : 7);
-                if (delay > GH_BACKOFF_MAX_US)
-                    delay = GH_BACKOFF_MAX_US;
-                s->fails++;
-                s->respawn_at_us = now + delay;
-                if (s->fails > 1)
-                    gh_log_warn("worker %d keeps dying; next try in %llu ms", p->slot,
-                                (unsigned long long)(delay / 1000));
-            } else {
-                s->fails = 0;
-                s->respawn_at_us = now;
-            }
+            schedule_respawn(&m.slots[p->slot], p->started_us, "worker");
             break;
         }
     }
@@ -231,6 +280,12 @@ static void respawn_due(void)
     uint64_t now = gh_now_us();
     int i;
 
+    if (m.recorder == 0 && m.recorder_slot.respawn_at_us != 0 &&
+        m.recorder_slot.respawn_at_us <= now) {
+        m.recorder_slot.respawn_at_us = 0;
+        if (spawn_recorder() != GH_OK)
+            m.recorder_slot.respawn_at_us = now + GH_BACKOFF_MAX_US;
+    }
     for (i = 0; i < m.cfg->workers; i++) {
         gh_slot_t *s = &m.slots[i];
         if (s->respawn_at_us != 0 && s->respawn_at_us <= now) {
@@ -278,6 +333,7 @@ static int install_signals(void)
         sigaddset(&block, sigs[i]);
     }
     signal(SIGPIPE, SIG_IGN);
+    sigaddset(&block, SIGUSR1); /* only the recorder uses it; see spawn_recorder */
     /* blocked outside sigsuspend, so no signal is missed between checking flags and sleeping */
     sigprocmask(SIG_BLOCK, &block, NULL);
     memset(&it, 0, sizeof(it));
@@ -309,7 +365,12 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
     m.admin_fd = gh_listen_socket(&cfg->admin_listen);
     if (m.admin_fd < 0)
         goto done;
+    if (gh_shm_create() != GH_OK)
+        goto done;
+    snprintf(m.db_path, sizeof(m.db_path), "%s/gatehouse.db", cfg->data_dir);
     if (install_signals() != GH_OK)
+        goto done;
+    if (spawn_recorder() != GH_OK)
         goto done;
     gh_log_info("gatehouse %s: client API on http://%s:%s, admin API on http://%s:%s, %d workers",
                 PACKAGE_VERSION, cfg->listen.host, cfg->listen.port, cfg->admin_listen.host,
@@ -319,6 +380,7 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
             m.slots[i].respawn_at_us = gh_now_us() + GH_BACKOFF_MAX_US;
 
     sigemptyset(&empty);
+    sigaddset(&empty, SIGUSR1);
     for (;;) {
         if (!sig_child && !sig_term && !sig_quit && !sig_hup && !sig_tick)
             sigsuspend(&empty);
@@ -350,11 +412,26 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
         }
         sig_tick = 0;
         if (m.stopping) {
-            if (live_children() == 0)
-                break;
+            if (live_children() == 0) {
+                /* workers are gone: the recorder writes what is left, then exits */
+                if (m.recorder != 0 && !m.recorder_told) {
+                    kill(m.recorder, SIGUSR1);
+                    m.recorder_told = 1;
+                } else if (m.recorder == 0 && m.recorder_slot.respawn_at_us != 0) {
+                    m.recorder_slot.respawn_at_us = 0;
+                    if (spawn_recorder() == GH_OK) {
+                        kill(m.recorder, SIGUSR1);
+                        m.recorder_told = 1;
+                    }
+                }
+                if (m.recorder == 0)
+                    break;
+            }
             if (gh_now_us() > m.stop_deadline_us) {
                 gh_log_warn("workers did not stop in time; killing them");
                 signal_children(SIGKILL, 0);
+                if (m.recorder != 0 && live_children() == 0)
+                    kill(m.recorder, SIGKILL);
                 m.stop_deadline_us = gh_now_us() + 10000000u;
             }
         } else {
@@ -371,5 +448,6 @@ done:
     m.client_fd = m.admin_fd = -1;
     free(m.slots);
     m.slots = NULL;
+    gh_shm_destroy();
     return rc;
 }

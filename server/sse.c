@@ -8,7 +8,8 @@
 #define SSE_DEFAULT_MAX_EVENT ((size_t)16 * 1024 * 1024)
 #define SSE_MIN_CAP ((size_t)256)
 
-/* Returns the byte budget of one event. */
+/* Returns the byte budget of one event: its name plus its joined data, i.e. what the callback
+ * would receive. Comments and ignored fields never count. */
 static size_t sse_limit(const gh_sse_parser_t *p)
 {
     return p->max_event != 0 ? p->max_event : SSE_DEFAULT_MAX_EVENT;

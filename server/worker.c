@@ -11,8 +11,11 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "auth.h"
 #include "gh.h"
 #include "log.h"
+#include "shm.h"
 #include "proxy.h"
 #include "reply.h"
 #include "upstream.h"
@@ -33,16 +36,75 @@ static struct {
 } w;
 
 /* The provider used when no route applies: "anthropic" when configured, else the first. */
-const gh_provider_t *gh_worker_default_provider(void)
+const gh_provider_t *gh_worker_default_provider(const gh_provset_t *ps)
 {
     size_t i;
 
-    if (gh_worker == NULL || gh_worker->nproviders == 0)
+    if (ps == NULL || ps->n == 0)
         return NULL;
-    for (i = 0; i < gh_worker->nproviders; i++)
-        if (strcmp(gh_worker->providers[i].name, "anthropic") == 0)
-            return &gh_worker->providers[i];
-    return &gh_worker->providers[0];
+    for (i = 0; i < ps->n; i++)
+        if (strcmp(ps->p[i].name, "anthropic") == 0)
+            return &ps->p[i];
+    return &ps->p[0];
+}
+
+/* Drops one reference; the generation is freed when nobody uses it any more. */
+void gh_worker_provs_release(gh_provset_t *ps)
+{
+    if (ps == NULL || --ps->refs > 0)
+        return;
+    gh_store_providers_free(ps->p, ps->n);
+    free(ps);
+}
+
+/* See worker.h. */
+gh_provset_t *gh_worker_provs_acquire(void)
+{
+    gh_worker->provs->refs++;
+    return gh_worker->provs;
+}
+
+/* Loads a new provider generation and makes it current. */
+static int load_providers(gh_worker_t *wk)
+{
+    gh_provset_t *ps = calloc(1, sizeof(*ps));
+
+    if (ps == NULL) {
+        gh_log_error("calloc(provider set) failed");
+        return GH_ERR;
+    }
+    if (gh_store_providers_load(wk->db, &wk->keys, &ps->p, &ps->n) != GH_OK) {
+        free(ps);
+        return GH_ERR;
+    }
+    ps->refs = 1;
+    if (wk->provs != NULL)
+        gh_worker_provs_release(wk->provs);
+    wk->provs = ps;
+    return GH_OK;
+}
+
+/* Everything cached from the database, reloaded as one. A failed reload keeps the old copy
+ * and tries again at the next request. */
+static int load_caches(gh_worker_t *wk)
+{
+    uint64_t epoch = gh_shm_epoch();
+    int a = gh_auth_load(wk->db);
+    int b = load_providers(wk);
+
+    if (a != GH_OK || b != GH_OK)
+        return GH_ERR;
+    wk->epoch = epoch;
+    return GH_OK;
+}
+
+/* See worker.h. */
+void gh_worker_refresh(void)
+{
+    if (gh_shm_epoch() != gh_worker->epoch) {
+        gh_log_debug("configuration changed; reloading");
+        load_caches(gh_worker);
+    }
 }
 
 /* Compares the request path with one of the API paths. */
@@ -90,17 +152,11 @@ static void client_handler(gh_http_req_t *req, void *arg)
                    m, req->head.path);
 }
 
-/* Admin API routing (DESIGN.md section 6). */
+/* Admin API (DESIGN.md section 6): admin/admin.c answers everything on that port. */
 static void admin_handler(gh_http_req_t *req, void *arg)
 {
     GH_UNUSED(arg);
-
-    if (path_is(req, "/healthz") || path_is(req, "/")) {
-        gh_reply_json(req, 200, "{\"status\":\"ok\"}", 15);
-        return;
-    }
-    gh_reply_error(req, GH_SHAPE_ANTHROPIC, 404, "not_found_error", NULL, "no route for %s %s",
-                   req->head.method, req->head.path);
+    gh_admin_handle(req);
 }
 
 /* evconnlistener callback: the HTTP server named by arg takes the new socket. */
@@ -187,6 +243,7 @@ int gh_worker_run(const gh_worker_args_t *args)
     gh_worker = &wk;
     gh_log_set_role("worker");
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_SET_NAME, "gh-worker"); /* so ps/top/pgrep tell the roles apart */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     wk.cfg = args->cfg;
@@ -202,7 +259,7 @@ int gh_worker_run(const gh_worker_args_t *args)
     snprintf(path, sizeof(path), "%s/gatehouse.db", wk.cfg->data_dir);
     if (gh_store_open(path, &wk.db) != GH_OK)
         goto done;
-    if (gh_store_providers_load(wk.db, &wk.keys, &wk.providers, &wk.nproviders) != GH_OK)
+    if (load_caches(&wk) != GH_OK)
         goto done;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         gh_log_error("curl_global_init failed");
@@ -236,8 +293,8 @@ int gh_worker_run(const gh_worker_args_t *args)
     /* the master may have died between fork and prctl */
     if (getppid() == 1)
         goto done;
-    gh_log_debug("worker %d (generation %d) serving, %zu providers", wk.slot, wk.generation,
-                 wk.nproviders);
+    gh_log_debug("worker %d (generation %d) serving, %zu providers, %zu keys", wk.slot,
+                 wk.generation, wk.provs->n, gh_auth_nkeys());
     event_base_dispatch(wk.base);
     rc = 0;
 done:
@@ -256,7 +313,10 @@ done:
         event_free(w.sig_quit);
     if (w.drain_poll != NULL)
         event_free(w.drain_poll);
-    gh_store_providers_free(wk.providers, wk.nproviders);
+    if (wk.provs != NULL)
+        gh_worker_provs_release(wk.provs);
+    wk.provs = NULL;
+    gh_auth_free();
     gh_store_close(wk.db);
     if (wk.base != NULL)
         event_base_free(wk.base);

@@ -47,8 +47,8 @@ static int on_event(void *arg, const char *event, size_t event_len, const char *
 
 /* Feeds buf[0..len) cut at the ascending offsets cuts[0..ncuts) and returns the digest; *rc is
  * GH_ERR once any feed failed (feeds after a failure must fail too). */
-static digest_t run(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
-                    size_t max_event, size_t stop_at, int *rc)
+static digest_t run(const char *buf, size_t len, const size_t *cuts, size_t ncuts, size_t max_event,
+                    size_t stop_at, int *rc)
 {
     gh_sse_parser_t p;
     digest_t d = {0xcbf29ce484222325ull, 0, stop_at};

@@ -7,7 +7,7 @@ import http.client
 import json
 import os
 import shutil
-import signal
+import signal as _signal
 import socket
 import subprocess
 import sys
@@ -20,6 +20,7 @@ BUILD = os.path.abspath(BUILD)
 GATEHOUSE = os.path.join(BUILD, "server", "gatehouse")
 MOCK = os.path.join(BUILD, "tests", "mock", "gh-mock")
 PROVIDER_KEY = "sk-ant-test-provider-secret-0001"
+ADMIN_TOKEN = "itest-admin-token-5f2b9c0e7d"
 
 
 def free_port():
@@ -116,7 +117,7 @@ class Gateway:
     """The real server/gatehouse, with its own data dir and ports, pointed at base_url."""
 
     def __init__(self, base_url, workers=2, drain_timeout=10, extra_args=(), env=None,
-                 data_dir=None, provider_key=PROVIDER_KEY):
+                 data_dir=None, provider_key=PROVIDER_KEY, auto_key=True):
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="gh-data-")
         self.port = free_port()
@@ -130,13 +131,25 @@ class Gateway:
             e["ANTHROPIC_API_KEY"] = provider_key
         if base_url:
             e["ANTHROPIC_BASE_URL"] = base_url
+        e["GATEHOUSE_ADMIN_TOKEN"] = ADMIN_TOKEN
         e.update(env or {})
         self.env = e
+        self.admin_token = e["GATEHOUSE_ADMIN_TOKEN"]
+        self.key = None
         self.args = [GATEHOUSE, "--listen", "127.0.0.1:%d" % self.port,
                      "--admin-listen", "127.0.0.1:%d" % self.admin_port,
                      "--data-dir", self.data_dir, "--workers", str(workers),
                      "--drain-timeout", str(drain_timeout)] + list(extra_args)
         self.start()
+        if auto_key:
+            r = self.admin("POST", "/admin/keys", {"name": "itest"})
+            assert r.status == 201, r
+            self.key = r.json()["key"]
+
+    def admin(self, method, path, body=None):
+        """A call to the admin API with the admin token."""
+        return request(self.admin_port, method, path, body,
+                       {"authorization": "Bearer " + self.admin_token})
 
     def start(self):
         self.logf = open(self.log_path, "ab")
@@ -155,13 +168,37 @@ class Gateway:
         except OSError:
             return ""
 
+    def children(self, comm):
+        """PIDs of the master's live children named comm (gh-worker, gh-recorder)."""
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                stat = open("/proc/%s/stat" % pid).read()
+                name = open("/proc/%s/comm" % pid).read().strip()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            state = stat.rsplit(")", 1)[1].split()[0]
+            if ppid == self.proc.pid and name == comm and state != "Z":
+                out.append(int(pid))
+        return sorted(out)
+
     def workers(self):
-        """PIDs of the master's live children."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(x) for x in out.stdout.split()]
+        return self.children("gh-worker")
+
+    def recorder(self):
+        r = self.children("gh-recorder")
+        return r[0] if r else None
 
     def req(self, method, path, body=None, headers=None, timeout=30):
-        return request(self.port, method, path, body, headers, timeout)
+        """A client API call; the gateway's own virtual key is added unless headers carry one."""
+        hdrs = dict(headers or {})
+        lower = {k.lower() for k in hdrs}
+        if self.key and "x-api-key" not in lower and "authorization" not in lower:
+            hdrs["x-api-key"] = self.key
+        return request(self.port, method, path, body, hdrs, timeout)
 
     def post(self, path, body, headers=None, timeout=30):
         return self.req("POST", path, body, headers, timeout)
@@ -169,7 +206,7 @@ class Gateway:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
+    def stop(self, sig=_signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -84,6 +84,7 @@ def test_chunked_request_body_is_forwarded_exactly():
     body = b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"chunked!"}]}'
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
     s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              b"x-api-key: " + gw.key.encode() + b"\r\n"
               b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
     for i in range(0, len(body), 10):
         piece = body[i:i + 10]
@@ -106,6 +107,7 @@ def test_expect_100_continue():
     body = b'{"model":"m","max_tokens":1,"messages":[]}'
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
     s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\n"
+              b"x-api-key: " + gw.key.encode() + b"\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body))
     interim = s.recv(4096)
     assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
@@ -141,6 +143,7 @@ def test_client_gone_mid_stream_leaves_gateway_healthy():
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
     body = b'{"model":"m","max_tokens":1,"stream":true,"messages":[]}'
     s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"x-api-key: " + gw.key.encode() + b"\r\n"
               b"x-mock-events: 50\r\nx-mock-interval-ms: 50\r\nContent-Length: %d\r\n\r\n%s"
               % (len(body), body))
     assert b"message_start" in s.recv(65536) or True

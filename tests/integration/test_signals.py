@@ -34,7 +34,8 @@ def test_sigterm_lets_a_stream_finish():
     try:
         chunks = []
         it = h.raw_stream(gw.port, "/v1/messages", dict(BODY, stream=True),
-                          {"x-mock-events": "10", "x-mock-interval-ms": "100"})
+                          {"x-mock-events": "10", "x-mock-interval-ms": "100",
+                           "x-api-key": gw.key})
         for t, c in it:
             chunks.append(c)
             if b"message_start" in b"".join(chunks):
@@ -96,7 +97,8 @@ def test_sighup_keeps_a_running_stream():
     try:
         chunks = []
         it = h.raw_stream(gw.port, "/v1/messages", dict(BODY, stream=True),
-                          {"x-mock-events": "8", "x-mock-interval-ms": "100"})
+                          {"x-mock-events": "8", "x-mock-interval-ms": "100",
+                           "x-api-key": gw.key})
         for t, c in it:
             chunks.append(c)
             break

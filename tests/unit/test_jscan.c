@@ -87,7 +87,8 @@ static void test_messages_body(void **state)
 
     assert_int_equal(scan(messages_body, s, &err), GH_OK);
     assert_int_equal(s[K_MODEL].type, GH_JSON_STRING);
-    assert_span_text(messages_body, s[K_MODEL].off, s[K_MODEL].len, "\"claude-sonnet-4-5-20250929\"");
+    assert_span_text(messages_body, s[K_MODEL].off, s[K_MODEL].len,
+                     "\"claude-sonnet-4-5-20250929\"");
     assert_span_text(messages_body, s[K_MODEL].member_off, s[K_MODEL].member_len,
                      "\"model\":\"claude-sonnet-4-5-20250929\"");
     assert_int_equal(s[K_STREAM].type, GH_JSON_TRUE);
@@ -136,7 +137,8 @@ static void test_nested_keys_ignored(void **state)
 /* Escapes in values are kept raw in the span and decoded by gh_jscan_string. */
 static void test_value_escapes(void **state)
 {
-    const char *j = "{\"model\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\u20AC\\ud83d\\ude00\\u0041\"}";
+    const char *j =
+        "{\"model\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\u20AC\\ud83d\\ude00\\u0041\"}";
     const char want[] = "a\"b\\c/d\b\f\n\r\t\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
                         "A";
     gh_jspan_t s[K_COUNT];
@@ -158,7 +160,8 @@ static void test_escaped_keys(void **state)
 {
     gh_jspan_t s[K_COUNT];
     const char *a = "{\"mo\\u0064el\":\"x\",\"\\u0073tream\":false,\"mess\\u0061ges\":[]}";
-    const char *b = "{\"model\\u0000\":\"x\",\"mode\":1,\"modelx\":2,\"Model\":3,\"\\u006dodel\\n\":4}";
+    const char *b =
+        "{\"model\\u0000\":\"x\",\"mode\":1,\"modelx\":2,\"Model\":3,\"\\u006dodel\\n\":4}";
     const char *c = "{\"\\u006d\\u006f\\u0064\\u0065\\u006c\":\"z\"}";
     const char *d = "{\"\\\"model\":1,\"model\\\\\":2}";
     const char *e = "{\"caf\\u00e9\":1}";
@@ -213,8 +216,7 @@ static void test_whitespace(void **state)
 
     assert_int_equal(scan(j, s, NULL), GH_OK);
     assert_span_text(j, s[K_MODEL].off, s[K_MODEL].len, "\"x\"");
-    assert_span_text(j, s[K_MODEL].member_off, s[K_MODEL].member_len,
-                     "\"model\" \t:\r\n \"x\"");
+    assert_span_text(j, s[K_MODEL].member_off, s[K_MODEL].member_len, "\"model\" \t:\r\n \"x\"");
     assert_int_equal(s[K_STREAM].type, GH_JSON_ARRAY);
     assert_span_text(j, s[K_STREAM].off, s[K_STREAM].len, "[ 1 , { } , [ ] ]");
     assert_int_equal(s[K_MESSAGES].type, GH_JSON_OBJECT);

@@ -12,6 +12,9 @@
 #include "gh.h"
 #include "sse.h"
 
+/* One logged event, as on_event writes it. */
+#define EV(name, data) name "\x1f" data "\x1e"
+
 /* What the callback saw: every event appended as "name\x1f" data "\x1e", plus a count. */
 typedef struct {
     char *log;
@@ -244,27 +247,15 @@ static void test_anthropic_stream_cr(void **state)
 static void test_mixed_line_ends(void **state)
 {
     (void)state;
-    expect("data: a\r\n\r\ndata: b\r\rdata: c\n\ndata: d\r\n\n", "message\x1f"
-                                                                  "a\x1e"
-                                                                  "message\x1f"
-                                                                  "b\x1e"
-                                                                  "message\x1f"
-                                                                  "c\x1e"
-                                                                  "message\x1f"
-                                                                  "d\x1e");
-    expect("data: a\n\rdata: b\n\r", "message\x1f"
-                                     "a\x1e"
-                                     "message\x1f"
-                                     "b\x1e");
+    expect("data: a\r\n\r\ndata: b\r\rdata: c\n\ndata: d\r\n\n",
+           EV("message", "a") EV("message", "b") EV("message", "c") EV("message", "d"));
+    expect("data: a\n\rdata: b\n\r", EV("message", "a") EV("message", "b"));
     /* A CR that ends a chunk is followed by a chunk that starts with another CR. */
     size_t cuts[] = {8};
     int rc;
     char *log = run_cuts("data: a\r\rdata: b\r\r", 18, cuts, 1, 0, &rc, NULL);
     assert_int_equal(rc, GH_OK);
-    assert_string_equal(log, "message\x1f"
-                             "a\x1e"
-                             "message\x1f"
-                             "b\x1e");
+    assert_string_equal(log, EV("message", "a") EV("message", "b"));
     free(log);
 }
 
@@ -272,13 +263,11 @@ static void test_mixed_line_ends(void **state)
 static void test_multiline_data(void **state)
 {
     (void)state;
-    expect("data: a\ndata:b\ndata\ndata:  c\ndata:\n\n", "message\x1f"
-                                                         "a\nb\n\n c\n\x1e");
-    expect("data\n\n", "message\x1f\x1e");
-    expect("data:\n\n", "message\x1f\x1e");
-    expect("data: \n\n", "message\x1f\x1e");
-    expect("data:x:y: z\n\n", "message\x1f"
-                              "x:y: z\x1e");
+    expect("data: a\ndata:b\ndata\ndata:  c\ndata:\n\n", EV("message", "a\nb\n\n c\n"));
+    expect("data\n\n", EV("message", ""));
+    expect("data:\n\n", EV("message", ""));
+    expect("data: \n\n", EV("message", ""));
+    expect("data:x:y: z\n\n", EV("message", "x:y: z"));
 }
 
 /* Comments and unknown fields are ignored; an event without data is not dispatched. */
@@ -287,11 +276,9 @@ static void test_comments_and_fields(void **state)
     (void)state;
     expect(": ping\n\n", "");
     expect(":\n\n:x\n\n", "");
-    expect(":comment\ndata: x\n: another\n\n", "message\x1f"
-                                              "x\x1e");
+    expect(":comment\ndata: x\n: another\n\n", EV("message", "x"));
     expect("id: 1\nretry: 5\nfoo\nfoo: bar\nDATA: no\nData: no\ndata : no\ndata: yes\n\n",
-           "message\x1f"
-           "yes\x1e");
+           EV("message", "yes"));
     expect("event: lonely\n\n", "");
     expect("\n\n\n", "");
 }
@@ -300,22 +287,13 @@ static void test_comments_and_fields(void **state)
 static void test_event_names(void **state)
 {
     (void)state;
-    expect("data: x\n\n", "message\x1f"
-                          "x\x1e");
-    expect("event:\ndata: x\n\n", "message\x1f"
-                                  "x\x1e");
-    expect("event: a\ndata: 1\n\ndata: 2\n\n", "a\x1f"
-                                               "1\x1e"
-                                               "message\x1f"
-                                               "2\x1e");
-    expect("event: a\n\ndata: 1\n\n", "message\x1f"
-                                      "1\x1e");
-    expect("event: a\nevent: b\ndata: 1\n\n", "b\x1f"
-                                              "1\x1e");
-    expect("data: 1\nevent:  two spaces\n\n", " two spaces\x1f"
-                                              "1\x1e");
-    expect("event\ndata: 1\n\n", "message\x1f"
-                                 "1\x1e");
+    expect("data: x\n\n", EV("message", "x"));
+    expect("event:\ndata: x\n\n", EV("message", "x"));
+    expect("event: a\ndata: 1\n\ndata: 2\n\n", EV("a", "1") EV("message", "2"));
+    expect("event: a\n\ndata: 1\n\n", EV("message", "1"));
+    expect("event: a\nevent: b\ndata: 1\n\n", EV("b", "1"));
+    expect("data: 1\nevent:  two spaces\n\n", EV(" two spaces", "1"));
+    expect("event\ndata: 1\n\n", EV("message", "1"));
 }
 
 /* An event still open when the parser is freed is dropped, and the parser can be reused. */
@@ -340,10 +318,7 @@ static void test_unfinished_and_reuse(void **state)
     assert_int_equal(p.events, 1);
     gh_sse_free(&p);
     gh_sse_free(&p);
-    assert_string_equal(s.log, "message\x1f"
-                               "a\x1e"
-                               "message\x1f"
-                               "c\x1e");
+    assert_string_equal(s.log, EV("message", "a") EV("message", "c"));
     free(s.log);
 }
 
@@ -447,9 +422,7 @@ static void test_binary_and_long(void **state)
     gh_sse_init(&p, on_event, &s);
     assert_int_equal(gh_sse_feed(&p, text, sizeof text - 1), GH_OK);
     assert_int_equal(s.len, 8);
-    assert_memory_equal(s.log, "e\0v\x1f"
-                               "a\0b\x1e",
-                        8);
+    assert_memory_equal(s.log, EV("e\0v", "a\0b"), 8);
     gh_sse_free(&p);
     free(s.log);
 
@@ -479,16 +452,11 @@ static void test_binary_and_long(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_anthropic_stream_lf),
-        cmocka_unit_test(test_anthropic_stream_crlf),
-        cmocka_unit_test(test_anthropic_stream_cr),
-        cmocka_unit_test(test_mixed_line_ends),
-        cmocka_unit_test(test_multiline_data),
-        cmocka_unit_test(test_comments_and_fields),
-        cmocka_unit_test(test_event_names),
-        cmocka_unit_test(test_unfinished_and_reuse),
-        cmocka_unit_test(test_callback_stops),
-        cmocka_unit_test(test_max_event),
+        cmocka_unit_test(test_anthropic_stream_lf), cmocka_unit_test(test_anthropic_stream_crlf),
+        cmocka_unit_test(test_anthropic_stream_cr), cmocka_unit_test(test_mixed_line_ends),
+        cmocka_unit_test(test_multiline_data),      cmocka_unit_test(test_comments_and_fields),
+        cmocka_unit_test(test_event_names),         cmocka_unit_test(test_unfinished_and_reuse),
+        cmocka_unit_test(test_callback_stops),      cmocka_unit_test(test_max_event),
         cmocka_unit_test(test_binary_and_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
