@@ -13,11 +13,11 @@
 /* Called by the worker for every request on --admin-listen. Answers it (always). */
 void gh_admin_handle(gh_http_req_t *req);
 
-/* Called by main before fork: sets up the admin token. GATEHOUSE_ADMIN_TOKEN set → store its keyed
- * hash (gh_secret_hash_hex) in meta key 'admin_token_hash' (replacing). Otherwise, if
- * DATA_DIR/admin.token exists → hash its content (trimmed) into meta; else generate one with
- * gh_admin_token_generate, write it to DATA_DIR/admin.token with mode 0600 (O_CREAT|O_EXCL),
- * store the hash, and log the file's path (never the token). */
+/* Called by main before fork: sets up the admin token. GATEHOUSE_ADMIN_TOKEN set (non-empty) →
+ * store its keyed hash (gh_secret_hash_hex) in meta key 'admin_token_hash' (replacing).
+ * Otherwise, if DATA_DIR/admin.token exists → hash its content (trimmed) into meta; else generate
+ * one with gh_admin_token_generate, write it to DATA_DIR/admin.token with mode 0600
+ * (O_CREAT|O_EXCL), store the hash, and log the file's path (never the token). */
 int gh_admin_token_init(sqlite3 *db, const gh_keys_t *keys, const char *data_dir);
 
 /* ---- What follows is shared by the admin handlers only. ---- */
