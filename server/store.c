@@ -225,7 +225,13 @@ static int gh_store_has_sealed_rows(sqlite3 *db, int *found)
     sqlite3_stmt *st = NULL;
     int rc = GH_ERR;
 
-    if (gh_prepare(db, "SELECT EXISTS (SELECT 1 FROM provider_keys)", &st) != GH_OK)
+    /* virtual keys count too: their hashes are keyed with a subkey of the master key, so a new
+     * key would silently lock every client out */
+    if (gh_prepare(db,
+                   "SELECT EXISTS (SELECT 1 FROM provider_keys) OR EXISTS (SELECT 1 FROM "
+                   "sqlite_master WHERE name = 'virtual_keys' AND type = 'table' AND EXISTS "
+                   "(SELECT 1 FROM virtual_keys))",
+                   &st) != GH_OK)
         goto done;
     if (sqlite3_step(st) != SQLITE_ROW) {
         gh_log_error("sqlite3_step(SELECT EXISTS provider_keys): %s", sqlite3_errmsg(db));

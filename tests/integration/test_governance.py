@@ -237,6 +237,33 @@ def test_sigterm_flushes_every_row():
         g.cleanup()
 
 
+def test_wrong_or_missing_master_key_refuses_to_start():
+    g = h.Gateway(mock.url, workers=1)
+    try:
+        g.stop()
+        db_before = open(os.path.join(g.data_dir, "gatehouse.db"), "rb").read()
+        other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        for env, what in (({"GATEHOUSE_MASTER_KEY": other}, "wrong key in the environment"),
+                          ({}, "master.key missing")):
+            if not env:
+                os.rename(os.path.join(g.data_dir, "master.key"),
+                          os.path.join(g.data_dir, "master.key.bak"))
+            e = dict(g.env)
+            e.update(env)
+            p = h.subprocess.run(g.args, env=e, capture_output=True, text=True, timeout=20)
+            assert p.returncode != 0, what
+            assert "master key" in p.stderr and "GATEHOUSE_MASTER_KEY" in p.stderr, p.stderr
+            assert h.PROVIDER_KEY not in p.stderr and other not in p.stderr
+        # nothing was rewritten with the wrong key
+        assert open(os.path.join(g.data_dir, "gatehouse.db"), "rb").read() == db_before
+        os.remove(os.path.join(g.data_dir, "master.key"))
+        os.rename(os.path.join(g.data_dir, "master.key.bak"), os.path.join(g.data_dir, "master.key"))
+        g.start()
+        assert g.post("/v1/messages", MSG).status == 200
+    finally:
+        g.cleanup()
+
+
 try:
     h.run(globals())
 finally:

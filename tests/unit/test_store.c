@@ -129,6 +129,36 @@ static void test_migrate_upto(void **state)
     gh_store_close(db);
 }
 
+/* Each level upgrades to the next with the data of the previous one intact: a level-1 database
+ * holding a provider becomes a level-2 database with the same provider and the new tables. */
+static void test_upgrade_keeps_data(void **state)
+{
+    sqlite3 *db = NULL;
+    int v;
+
+    (void)state;
+    assert_int_equal(gh_store_open(":memory:", &db), GH_OK);
+    for (v = 1; v < latest_version(); v++) {
+        char sql[160];
+        assert_int_equal(gh_store_migrate(db, v), GH_OK);
+        assert_int_equal(gh_store_version(db), v);
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO providers (name, base_url) VALUES ('p%d', 'http://h%d')", v, v);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(gh_store_migrate(db, v + 1), GH_OK);
+        assert_int_equal(gh_store_version(db), v + 1);
+        assert_int_equal(query_int(db, "SELECT count(*) FROM providers"), v);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM providers WHERE base_url = 'http://h%d'",
+                 v);
+        assert_int_equal(query_int(db, sql), 1);
+    }
+    /* level 2 brought the governance tables, the seeded prices and the daily view */
+    assert_true(query_int(db, "SELECT count(*) FROM model_prices") >= 10);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM usage_daily"), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM virtual_keys"), 0);
+    gh_store_close(db);
+}
+
 /* A database from a newer gatehouse (higher user_version) is refused untouched. */
 static void test_migrate_refuses_newer_db(void **state)
 {
@@ -451,6 +481,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrate_latest_and_idempotent),
         cmocka_unit_test(test_migrate_upto),
+        cmocka_unit_test(test_upgrade_keeps_data),
         cmocka_unit_test(test_migrate_refuses_newer_db),
         cmocka_unit_test(test_migrate_failure_rolls_back),
         cmocka_unit_test_setup_teardown(test_provider_round_trip, setup_db, teardown_db),
