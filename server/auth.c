@@ -19,6 +19,7 @@ typedef struct {
     size_t len; /* pattern length without a trailing '*', for "longest match wins" */
     int is_glob;
     gh_price_t price;
+    int64_t max_input_tokens;
 } price_row_t;
 
 static struct {
@@ -149,6 +150,12 @@ static void free_keys(gh_vkey_t *keys, size_t n)
         for (j = 0; j < keys[i].nmodels; j++)
             free(keys[i].models[j]);
         free(keys[i].models);
+        for (j = 0; j < keys[i].naliases; j++) {
+            free(keys[i].alias_from[j]);
+            free(keys[i].alias_to[j]);
+        }
+        free(keys[i].alias_from);
+        free(keys[i].alias_to);
     }
     free(keys);
 }
@@ -212,12 +219,62 @@ done:
     return rc;
 }
 
+/* Parses the aliases JSON object into k (NULL column = none). */
+static int load_aliases(gh_vkey_t *k, const char *json)
+{
+    struct json_object *obj;
+    size_t n;
+    int rc = GH_ERR;
+
+    if (json == NULL)
+        return GH_OK;
+    obj = json_tokener_parse(json);
+    if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
+        gh_log_error("virtual key %s: aliases is not a JSON object", k->id);
+        goto done;
+    }
+    n = (size_t)json_object_object_length(obj);
+    k->alias_from = calloc(n ? n : 1, sizeof(char *));
+    k->alias_to = calloc(n ? n : 1, sizeof(char *));
+    if (k->alias_from == NULL || k->alias_to == NULL)
+        goto done;
+    {
+        json_object_object_foreach(obj, name, val)
+        {
+            const char *to = json_object_get_string(val);
+            k->alias_from[k->naliases] = strdup(name);
+            k->alias_to[k->naliases] = strdup(to != NULL ? to : "");
+            if (k->alias_from[k->naliases] == NULL || k->alias_to[k->naliases] == NULL) {
+                free(k->alias_from[k->naliases]);
+                free(k->alias_to[k->naliases]);
+                goto done;
+            }
+            k->naliases++;
+        }
+    }
+    rc = GH_OK;
+done:
+    json_object_put(obj);
+    return rc;
+}
+
+/* The alias target of name, or NULL. */
+const char *gh_auth_alias(const gh_vkey_t *k, const char *name)
+{
+    size_t i;
+    for (i = 0; i < k->naliases; i++)
+        if (strcmp(k->alias_from[i], name) == 0)
+            return k->alias_to[i];
+    return NULL;
+}
+
 /* Loads the keys into a new array, then swaps it in. */
 static int load_keys(sqlite3 *db)
 {
     static const char sql[] =
         "SELECT id, name, key_hash, models, rpm_limit, itpm_limit, otpm_limit, max_parallel, "
-        "budget_usd, budget_period, expires_at, revoked_at IS NOT NULL FROM virtual_keys";
+        "budget_usd, budget_period, expires_at, revoked_at IS NOT NULL, force_model, aliases "
+        "FROM virtual_keys";
     sqlite3_stmt *st = NULL;
     gh_vkey_t *keys = NULL;
     size_t n = 0, cap = 0;
@@ -258,6 +315,9 @@ static int load_keys(sqlite3 *db)
             k->expires_at_ms = 1;
         }
         k->revoked = sqlite3_column_int(st, 11);
+        col_text(st, 12, k->force_model, sizeof(k->force_model));
+        if (load_aliases(k, (const char *)sqlite3_column_text(st, 13)) != GH_OK)
+            goto done;
     }
     if (s != SQLITE_DONE) {
         gh_log_error("sqlite3_step(load virtual keys) failed: %s", sqlite3_errmsg(db));
@@ -281,7 +341,8 @@ done:
 static int load_prices(sqlite3 *db)
 {
     static const char sql[] = "SELECT model, input_per_mtok, output_per_mtok, "
-                              "cache_write_per_mtok, cache_read_per_mtok FROM model_prices";
+                              "cache_write_per_mtok, cache_read_per_mtok, max_input_tokens "
+                              "FROM model_prices";
     sqlite3_stmt *st = NULL;
     price_row_t *rows = NULL;
     size_t n = 0, cap = 0;
@@ -312,6 +373,7 @@ static int load_prices(sqlite3 *db)
         r->price.output_per_mtok = sqlite3_column_double(st, 2);
         r->price.cache_write_per_mtok = sqlite3_column_double(st, 3);
         r->price.cache_read_per_mtok = sqlite3_column_double(st, 4);
+        r->max_input_tokens = sqlite3_column_int64(st, 5);
     }
     if (s != SQLITE_DONE) {
         gh_log_error("sqlite3_step(load prices) failed: %s", sqlite3_errmsg(db));
@@ -370,7 +432,7 @@ gh_auth_result_t gh_auth_lookup(const gh_keys_t *keys, const char *secret, size_
 }
 
 /* Exact row first; among glob rows, the one with the longest literal prefix. */
-const gh_price_t *gh_auth_price(const char *model)
+static const price_row_t *price_row(const char *model)
 {
     const price_row_t *best = NULL;
     size_t i;
@@ -381,13 +443,27 @@ const gh_price_t *gh_auth_price(const char *model)
         const price_row_t *r = &cache.prices[i];
         if (!r->is_glob) {
             if (strcmp(r->pattern, model) == 0)
-                return &r->price;
+                return r;
             continue;
         }
         if ((best == NULL || r->len > best->len) && gh_auth_glob(r->pattern, model))
             best = r;
     }
-    return best != NULL ? &best->price : NULL;
+    return best;
+}
+
+/* See auth.h. */
+const gh_price_t *gh_auth_price(const char *model)
+{
+    const price_row_t *r = price_row(model);
+    return r != NULL ? &r->price : NULL;
+}
+
+/* See auth.h. */
+int64_t gh_auth_context_window(const char *model)
+{
+    const price_row_t *r = price_row(model);
+    return r != NULL ? r->max_input_tokens : 0;
 }
 
 size_t gh_auth_nkeys(void)

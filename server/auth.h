@@ -26,6 +26,10 @@ typedef struct {
     char budget_period[4];
     int64_t expires_at_ms; /* 0 = never */
     int revoked;
+    char force_model[160]; /* "" = none */
+    char **alias_from;     /* aliases: alias_from[i] → alias_to[i] */
+    char **alias_to;
+    size_t naliases;
 } gh_vkey_t;
 
 /* Why authentication failed; GH_AUTH_OK when it did not. */
@@ -61,6 +65,12 @@ gh_auth_result_t gh_auth_lookup(const gh_keys_t *keys, const char *secret, size_
 
 /* The price of model: an exact row, else the longest matching pattern. NULL when unknown. */
 const gh_price_t *gh_auth_price(const char *model);
+
+/* The alias target of name for key k, or NULL. */
+const char *gh_auth_alias(const gh_vkey_t *k, const char *name);
+
+/* The context window of model from its price row (0 when unknown). */
+int64_t gh_auth_context_window(const char *model);
 
 /* Number of keys and prices cached (for tests and metrics). */
 size_t gh_auth_nkeys(void);

@@ -32,12 +32,39 @@
 
 enum route { R_MESSAGES, R_COUNT, R_MODELS, R_HEALTH, R_RECORDS, R_RESET, R_STATS };
 /* Scenarios up to SC_ECHO answer successfully (and may stream); the rest are errors. */
-enum scen { SC_OK, SC_TOOL, SC_THINKING, SC_SLOW, SC_CUT, SC_SSE_ERROR, SC_ECHO, SC_ERROR,
-            SC_BAD_BODY, SC_UNKNOWN };
+enum scen {
+    SC_OK,
+    SC_TOOL,
+    SC_THINKING,
+    SC_SLOW,
+    SC_CUT,
+    SC_SSE_ERROR,
+    SC_ECHO,
+    SC_ERROR,
+    SC_BAD_BODY,
+    SC_UNKNOWN
+};
 enum phase { PH_WAIT, PH_STREAM, PH_CUT };
 /* Stream plan steps; B1 marks a step of content block 1 instead of block 0. */
-enum op { OP_END, OP_START, OP_TEXT, OP_TOOL, OP_THINK, OP_PING, OP_WORDS, OP_ECHO, OP_SAY,
-          OP_JSON1, OP_JSON2, OP_JSON3, OP_THOUGHT, OP_SIGN, OP_STOP, OP_DELTA, OP_FINISH };
+enum op {
+    OP_END,
+    OP_START,
+    OP_TEXT,
+    OP_TOOL,
+    OP_THINK,
+    OP_PING,
+    OP_WORDS,
+    OP_ECHO,
+    OP_SAY,
+    OP_JSON1,
+    OP_JSON2,
+    OP_JSON3,
+    OP_THOUGHT,
+    OP_SIGN,
+    OP_STOP,
+    OP_DELTA,
+    OP_FINISH
+};
 #define B1 0x80
 
 /* One Anthropic error kind: HTTP status, reason phrase, error.type and error.message. */
@@ -61,8 +88,8 @@ static const struct mock_err errs[] = {
 };
 
 /* Named scenarios, indexed by enum scen; numeric ones ("529") are looked up in errs. */
-static const char *const scen_names[] = {"ok",        "tool", "thinking", "slow", "cut",
-                                         "sse-error", "echo"};
+static const char *const scen_names[] = {"ok",  "tool",      "thinking", "slow",
+                                         "cut", "sse-error", "echo"};
 
 static const struct {
     const char *id, *name, *created;
@@ -95,11 +122,11 @@ static const unsigned char plan_text[] = {OP_START, OP_TEXT,  OP_PING,   OP_WORD
 static const unsigned char plan_echo[] = {OP_START, OP_TEXT,  OP_PING,   OP_ECHO,
                                           OP_STOP,  OP_DELTA, OP_FINISH, OP_END};
 static const unsigned char plan_tool[] = {
-    OP_START,       OP_TEXT,        OP_PING,   OP_SAY,   OP_STOP,   OP_TOOL | B1, OP_JSON1 | B1,
-    OP_JSON2 | B1,  OP_JSON3 | B1,  OP_STOP | B1, OP_DELTA, OP_FINISH, OP_END};
-static const unsigned char plan_thinking[] = {
-    OP_START,     OP_THINK,      OP_PING,      OP_THOUGHT, OP_SIGN,   OP_STOP,
-    OP_TEXT | B1, OP_WORDS | B1, OP_STOP | B1, OP_DELTA,   OP_FINISH, OP_END};
+    OP_START,      OP_TEXT,       OP_PING,      OP_SAY,   OP_STOP,   OP_TOOL | B1, OP_JSON1 | B1,
+    OP_JSON2 | B1, OP_JSON3 | B1, OP_STOP | B1, OP_DELTA, OP_FINISH, OP_END};
+static const unsigned char plan_thinking[] = {OP_START,     OP_THINK, OP_PING,      OP_THOUGHT,
+                                              OP_SIGN,      OP_STOP,  OP_TEXT | B1, OP_WORDS | B1,
+                                              OP_STOP | B1, OP_DELTA, OP_FINISH,    OP_END};
 
 #define EV_BLOCK "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":%d,"
 #define EV_DELTA(type, field)                                                                      \
@@ -120,7 +147,8 @@ static const char *const ev_fixed[] = {
     [OP_JSON3] = EV_DELTA("input_json_delta", "partial_json") "\"ris\\\"}\"}}\n\n",
     [OP_THOUGHT] = EV_DELTA("thinking_delta", "thinking") "\"Let me think\"}}\n\n",
     [OP_SIGN] = EV_DELTA("signature_delta", "signature") "\"sig_mock\"}}\n\n",
-    [OP_STOP] = "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":%d}\n\n",
+    [OP_STOP] =
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":%d}\n\n",
     [OP_FINISH] = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
 };
 
@@ -137,8 +165,15 @@ struct call {
 };
 
 static const struct call call_defaults = {
-    .events = 3, .delay_ms = -1, .in_tok = 11, .out_tok = 7, .retry_after = 1, .cut_after = 2,
-    .model = "claude-mock", .model_len = 11, .body = "",
+    .events = 3,
+    .delay_ms = -1,
+    .in_tok = 11,
+    .out_tok = 7,
+    .retry_after = 1,
+    .cut_after = 2,
+    .model = "claude-mock",
+    .model_len = 11,
+    .body = "",
 };
 
 static const struct {
@@ -167,7 +202,7 @@ struct job {
     struct event timer;
     struct call c;
     const unsigned char *plan;
-    int phase, pi, heap;
+    int phase, pi, heap, polls;
     long rep, sent;
 };
 
@@ -176,7 +211,7 @@ static struct {
     struct evhttp *http;
     struct evbuffer *scratch; /* one SSE event at a time */
     struct json_tokener *tok;
-    struct job *jobs;         /* live heap jobs */
+    struct job *jobs;            /* live heap jobs */
     struct json_object *records; /* array of recorded requests, oldest first */
     unsigned long next_id, requests, streams_open, streams_done;
     char port[8];
@@ -235,8 +270,7 @@ static void add_headers(struct evhttp_request *req, unsigned long id, const char
 }
 
 /* Sends what req's output buffer holds as a JSON answer; evhttp owns req afterwards. */
-static void reply_json(struct evhttp_request *req, unsigned long id, int status,
-                       const char *reason)
+static void reply_json(struct evhttp_request *req, unsigned long id, int status, const char *reason)
 {
     add_headers(req, id, "application/json");
     evhttp_send_reply(req, status, reason, NULL);
@@ -276,8 +310,10 @@ static void put_usage(struct evbuffer *b, const struct call *c, long out)
 /* Appends the non-streaming Messages answer for c's scenario to b. */
 static void put_message(struct evbuffer *b, const struct call *c)
 {
-    evbuffer_add_printf(b, "{\"id\":\"msg_mock_%lu\",\"type\":\"message\",\"role\":\"assistant\","
-                           "\"model\":", c->id);
+    evbuffer_add_printf(b,
+                        "{\"id\":\"msg_mock_%lu\",\"type\":\"message\",\"role\":\"assistant\","
+                        "\"model\":",
+                        c->id);
     json_escape(b, c->model, c->model_len);
     ADD(b, ",\"content\":[");
     if (c->scen == SC_TOOL) {
@@ -347,9 +383,10 @@ static void reply_models(struct evhttp_request *req, const struct call *c)
     start = start > end ? end : start;
     ADD(b, "{\"data\":[");
     for (i = start; i < end; i++)
-        evbuffer_add_printf(b, "%s{\"type\":\"model\",\"id\":\"%s\",\"display_name\":\"%s\","
-                               "\"created_at\":\"%s\"}", i > start ? "," : "", models[i].id,
-                            models[i].name, models[i].created);
+        evbuffer_add_printf(b,
+                            "%s{\"type\":\"model\",\"id\":\"%s\",\"display_name\":\"%s\","
+                            "\"created_at\":\"%s\"}",
+                            i > start ? "," : "", models[i].id, models[i].name, models[i].created);
     evbuffer_add_printf(b, "],\"has_more\":%s,", more ? "true" : "false");
     if (start < end)
         evbuffer_add_printf(b, "\"first_id\":\"%s\",\"last_id\":\"%s\"}", models[start].id,
@@ -397,9 +434,11 @@ static void put_event(const struct job *j, int op)
 
     switch (op & ~B1) {
     case OP_START:
-        evbuffer_add_printf(b, "event: message_start\ndata: {\"type\":\"message_start\","
-                               "\"message\":{\"id\":\"msg_mock_%lu\",\"type\":\"message\","
-                               "\"role\":\"assistant\",\"model\":", c->id);
+        evbuffer_add_printf(b,
+                            "event: message_start\ndata: {\"type\":\"message_start\","
+                            "\"message\":{\"id\":\"msg_mock_%lu\",\"type\":\"message\","
+                            "\"role\":\"assistant\",\"model\":",
+                            c->id);
         json_escape(b, c->model, c->model_len);
         ADD(b, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,");
         put_usage(b, c, 1);
@@ -414,9 +453,10 @@ static void put_event(const struct job *j, int op)
         ADD(b, "}}\n\n");
         break;
     case OP_DELTA:
-        evbuffer_add_printf(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
-                               "{\"stop_reason\":\"%s\",\"stop_sequence\":null},"
-                               "\"usage\":{\"output_tokens\":%ld}}\n\n",
+        evbuffer_add_printf(b,
+                            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+                            "{\"stop_reason\":\"%s\",\"stop_sequence\":null},"
+                            "\"usage\":{\"output_tokens\":%ld}}\n\n",
                             c->scen == SC_TOOL ? "tool_use" : "end_turn", c->out_tok);
         break;
     default:
@@ -478,14 +518,16 @@ static void job_closed(struct evhttp_connection *evcon, void *arg)
     job_release(j);
 }
 
-/* Drops j's connection without finishing the answer, once evhttp has flushed what was sent. */
+/* Drops j's connection without finishing the answer, once evhttp has flushed what was sent (or
+ * after 5 s of a client that does not read). */
 static void job_cut(struct job *j)
 {
     struct evhttp_connection *evcon = j->evcon;
 
     j->phase = PH_CUT;
-    if (evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)))) {
-        job_arm(j, 1);
+    if (evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon))) &&
+        j->polls++ < 1000) {
+        job_arm(j, 5);
         return;
     }
     evhttp_connection_set_closecb(evcon, NULL, NULL);
@@ -563,7 +605,8 @@ static void job_fire(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (j->phase == PH_CUT || (j->phase == PH_WAIT && j->c.scen == SC_CUT && !is_streaming(&j->c))) {
+    if (j->phase == PH_CUT ||
+        (j->phase == PH_WAIT && j->c.scen == SC_CUT && !is_streaming(&j->c))) {
         job_cut(j);
     } else if (j->phase == PH_STREAM) {
         stream_pump(j);
@@ -751,7 +794,7 @@ static void on_api(struct evhttp_request *req, struct call *c)
     if (g.verbose)
         fprintf(stderr, "gh-mock: req_mock_%lu %s -> %s%s, delay %ld ms\n", c->id,
                 evhttp_request_get_uri(req),
-                c->scen <= SC_ECHO   ? scen_names[c->scen]
+                c->scen <= SC_ECHO    ? scen_names[c->scen]
                 : c->scen == SC_ERROR ? c->err->type
                                       : "invalid_request_error",
                 is_streaming(c) ? " (stream)" : "", c->delay_ms);
@@ -965,8 +1008,8 @@ static int start_server(const char *spec, const char *port_file)
         fprintf(stderr, "gh-mock: bad --listen value: %s\n", spec);
         return -1;
     }
-    lev = evconnlistener_new_bind(g.base, NULL, NULL, flags, MOCK_BACKLOG,
-                                  (struct sockaddr *)&ss, len);
+    lev = evconnlistener_new_bind(g.base, NULL, NULL, flags, MOCK_BACKLOG, (struct sockaddr *)&ss,
+                                  len);
     if (lev == NULL || evhttp_bind_listener(g.http, lev) == NULL) {
         fprintf(stderr, "gh-mock: cannot listen on %s: %s\n", spec, strerror(errno));
         if (lev != NULL)
@@ -977,8 +1020,8 @@ static int start_server(const char *spec, const char *port_file)
         return -1;
     v6 = bound.ss_family == AF_INET6;
     port = ntohs(v6 ? b6->sin6_port : b4->sin_port);
-    if (evutil_inet_ntop(bound.ss_family, v6 ? (void *)&b6->sin6_addr : (void *)&b4->sin_addr,
-                         addr, sizeof(addr)) == NULL)
+    if (evutil_inet_ntop(bound.ss_family, v6 ? (void *)&b6->sin6_addr : (void *)&b4->sin_addr, addr,
+                         sizeof(addr)) == NULL)
         strcpy(addr, "?");
     snprintf(g.port, sizeof(g.port), "%u", port);
     if (port_file != NULL && write_port_file(port_file, port) != 0) {
@@ -1032,9 +1075,8 @@ int main(int argc, char **argv)
         goto done;
     json_tokener_set_flags(g.tok, JSON_TOKENER_STRICT);
     evhttp_set_max_body_size(g.http, MOCK_MAX_BODY);
-    evhttp_set_allowed_methods(g.http, GETS | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                           EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(g.http, GETS | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                           EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_default_content_type(g.http, "application/json");
     evhttp_set_gencb(g.http, on_request, NULL);
     if (start_server(spec, port_file) != 0)
