@@ -516,6 +516,8 @@ void gh_admin_handle(gh_http_req_t *req)
         gh_adm_usage(&c);
     else if (c.nseg >= 2 && strcmp(c.seg[0], "admin") == 0 && strcmp(c.seg[1], "prices") == 0)
         gh_adm_prices(&c);
+    else if (c.nseg >= 2 && strcmp(c.seg[0], "admin") == 0 && strcmp(c.seg[1], "routes") == 0)
+        gh_adm_routes(&c);
     else
         gh_adm_error(req, 404, "not_found_error", "no route for %s %s", req->head.method, path);
 done:

@@ -42,6 +42,7 @@ void gh_adm_providers(gh_adm_ctx_t *c); /* /admin/providers[/{name}[/keys[/{id}]
 void gh_adm_keys(gh_adm_ctx_t *c);      /* /admin/keys[/{id}[/rotate]] */
 void gh_adm_usage(gh_adm_ctx_t *c);     /* /admin/usage[/logs] */
 void gh_adm_prices(gh_adm_ctx_t *c);    /* /admin/prices[/{model}] */
+void gh_adm_routes(gh_adm_ctx_t *c);    /* /admin/routes[/{name}] */
 void gh_adm_metrics(gh_adm_ctx_t *c);   /* /metrics */
 
 /* Answers 405 with an Allow header listing allow. */

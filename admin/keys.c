@@ -12,6 +12,7 @@
 #include "gh.h"
 #include "json.h"
 #include "log.h"
+#include "route.h"
 
 #define GH_VK_NAME_MAX 200
 #define GH_VK_MODEL_MAX 256
@@ -21,10 +22,13 @@
 #define GH_VK_BUDGET_MAX 1e12
 #define GH_VK_ID_LEN 19 /* "vk_" + 16 hex */
 #define GH_VK_SECRET_SZ 128
+#define GH_VK_REWRITE_MAX (GH_MODEL_MAX - 1) /* force_model, alias names and targets */
+#define GH_VK_MAX_ALIASES 64
 
 static const char *const vk_fields[] = {
-    "name",       "models",        "rpm_limit",  "itpm_limit", "otpm_limit", "max_parallel",
-    "budget_usd", "budget_period", "expires_at", "metadata",   NULL,
+    "name",       "models",        "rpm_limit",  "itpm_limit", "otpm_limit",  "max_parallel",
+    "budget_usd", "budget_period", "expires_at", "metadata",   "force_model", "aliases",
+    NULL,
 };
 
 /* The nullable limit columns, in the answer's order. */
@@ -44,6 +48,9 @@ typedef struct {
     char expires[32];
     gh_adm_has_t metadata_has;
     const char *metadata; /* JSON text of the object */
+    gh_adm_str_t force_model;
+    gh_adm_has_t aliases_has;
+    const char *aliases; /* JSON text of the object */
 } vk_in_t;
 
 /* Serialises v the way it is stored (compact, '/' unescaped). */
@@ -89,6 +96,56 @@ static int vk_models(json_object *body, vk_in_t *in, gh_adm_err_t *err)
     return GH_OK;
 }
 
+/* 1 when s (len bytes) is a usable alias name or target: 1..GH_VK_REWRITE_MAX bytes, no control
+ * characters (it is matched against, or becomes, the model name of a request). */
+static int vk_rewrite_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > GH_VK_REWRITE_MAX)
+        return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Reads aliases: null = none, else an object mapping names clients send to the route or model
+ * names used instead (which may pin "provider/" or carry "?parameters", as a client's may). */
+static int vk_aliases(json_object *body, vk_in_t *in, gh_adm_err_t *err)
+{
+    json_object *obj = NULL;
+
+    if (!json_object_object_get_ex(body, "aliases", &obj))
+        return GH_OK;
+    in->aliases_has = obj == NULL ? GH_ADM_NULL : GH_ADM_VALUE;
+    if (obj == NULL)
+        return GH_OK;
+    if (!json_object_is_type(obj, json_type_object))
+        return gh_adm_field_error(err, "aliases",
+                                  "must be an object mapping model names to route or model "
+                                  "names, or null");
+    if (json_object_object_length(obj) > GH_VK_MAX_ALIASES)
+        return gh_adm_field_error(err, "aliases", "must have at most %d entries",
+                                  GH_VK_MAX_ALIASES);
+    json_object_object_foreach(obj, from, to)
+    {
+        if (!vk_rewrite_ok(from, strlen(from)))
+            return gh_adm_field_error(err, "aliases",
+                                      "every name must be 1 to %d bytes without control "
+                                      "characters",
+                                      GH_VK_REWRITE_MAX);
+        if (to == NULL || !json_object_is_type(to, json_type_string) ||
+            !vk_rewrite_ok(json_object_get_string(to), (size_t)json_object_get_string_len(to)))
+            return gh_adm_field_error(err, "aliases",
+                                      "the value of '%s' must be a route or model name (a "
+                                      "string of 1 to %d bytes without control characters)",
+                                      from, GH_VK_REWRITE_MAX);
+    }
+    in->aliases = vk_json_text(obj);
+    return GH_OK;
+}
+
 /* Validates a create or patch body into in. */
 static int vk_parse(json_object *body, int create, vk_in_t *in, gh_adm_err_t *err)
 {
@@ -131,7 +188,9 @@ static int vk_parse(json_object *body, int create, vk_in_t *in, gh_adm_err_t *er
                                           GH_VK_METADATA_MAX);
         }
     }
-    return GH_OK;
+    if (gh_adm_get_str(body, "force_model", GH_VK_REWRITE_MAX, 1, &in->force_model, err) != GH_OK)
+        return GH_ERR;
+    return vk_aliases(body, in, err);
 }
 
 /* Turns the parsed fields into column assignments. stored_period is the row's budget_period
@@ -167,6 +226,11 @@ static size_t vk_sets(const vk_in_t *in, const char *stored_period, gh_adm_set_t
     if (in->metadata_has != GH_ADM_ABSENT)
         sets[n++] =
             gh_adm_set_text("metadata", in->metadata_has == GH_ADM_VALUE ? in->metadata : NULL);
+    if (in->force_model.has != GH_ADM_ABSENT)
+        sets[n++] = gh_adm_set_text("force_model", in->force_model.v);
+    if (in->aliases_has != GH_ADM_ABSENT)
+        sets[n++] =
+            gh_adm_set_text("aliases", in->aliases_has == GH_ADM_VALUE ? in->aliases : NULL);
     return n;
 }
 
@@ -174,10 +238,11 @@ static size_t vk_sets(const vk_in_t *in, const char *stored_period, gh_adm_set_t
  * its hash is ever selected. */
 #define VK_COLS                                                                                    \
     "id, name, key_last4 AS last4, models, rpm_limit, itpm_limit, otpm_limit, max_parallel, "      \
-    "budget_usd, budget_period, expires_at, metadata, revoked_at, created_at, updated_at"
+    "budget_usd, budget_period, expires_at, metadata, revoked_at, created_at, updated_at, "        \
+    "force_model, aliases"
 
 /* Builds the answer for the key row in st (columns of VK_COLS), adding "revoked" after
- * "metadata". The caller owns the result. */
+ * "metadata" and the model rewrites before the times. The caller owns the result. */
 static json_object *vk_object(sqlite3_stmt *st)
 {
     json_object *o = json_object_new_object();
@@ -194,6 +259,8 @@ static json_object *vk_object(sqlite3_stmt *st)
             json_object_object_add(
                 o, "revoked", json_object_new_boolean(sqlite3_column_type(st, 12) != SQLITE_NULL));
     }
+    json_object_object_add(o, "force_model", gh_adm_column(st, 15));
+    json_object_object_add(o, "aliases", gh_adm_column_json(st, 16));
     json_object_object_add(o, "created_at", gh_adm_column(st, 13));
     json_object_object_add(o, "updated_at", gh_adm_column(st, 14));
     return o;

@@ -19,6 +19,7 @@
 
 #include "gh.h"
 #include "http.h"
+#include "limits.h"
 #include "log.h"
 #include "master.h"
 #include "recorder.h"
@@ -258,6 +259,8 @@ static void reap(void)
             if (p->pid != pid)
                 continue;
             p->pid = 0;
+            /* concurrency slots the dead worker held are free again */
+            gh_limits_reap((int32_t)pid);
             if (p->retiring || m.stopping || p->generation != m.generation) {
                 gh_log_debug("worker pid %d (generation %d) exited", (int)pid, p->generation);
                 break;
@@ -365,7 +368,7 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
     m.admin_fd = gh_listen_socket(&cfg->admin_listen);
     if (m.admin_fd < 0)
         goto done;
-    if (gh_shm_create() != GH_OK)
+    if (gh_shm_create() != GH_OK || gh_limits_create() != GH_OK)
         goto done;
     snprintf(m.db_path, sizeof(m.db_path), "%s/gatehouse.db", cfg->data_dir);
     if (install_signals() != GH_OK)
@@ -449,5 +452,6 @@ done:
     free(m.slots);
     m.slots = NULL;
     gh_shm_destroy();
+    gh_limits_destroy();
     return rc;
 }

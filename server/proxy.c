@@ -1,6 +1,7 @@
-/* proxy.c: the native Anthropic relay: authenticate the virtual key, check the model, send the
- * request bytes upstream untouched (only credentials and hop-by-hop headers change), relay the
- * answer as it arrives, and leave one usage record per request. */
+/* proxy.c: the request pipeline of DESIGN.md section 2: authenticate the virtual key, validate
+ * and resolve the model, then try the route's targets in order (falling back on 429/5xx/529,
+ * timeouts and connection errors, before the first byte reaches the client), relay the answer
+ * as it arrives, and leave exactly one usage record per request. */
 #include "config.h"
 
 #include <event2/buffer.h>
@@ -15,9 +16,11 @@
 #include "auth.h"
 #include "gh.h"
 #include "jscan.h"
+#include "limits.h"
 #include "log.h"
 #include "proxy.h"
 #include "reply.h"
+#include "route.h"
 #include "shm.h"
 #include "sse.h"
 #include "upstream.h"
@@ -27,26 +30,49 @@
 #define GH_PROXY_PAUSE_AT (1024 * 1024)            /* client backlog that pauses upstream reads */
 #define GH_PROXY_MAX_RESP_BODY (256u * 1024 * 1024) /* a buffered (non-SSE) answer */
 #define GH_PROXY_CONNECT_TIMEOUT_MS 10000L
+#define GH_PROXY_MAX_KEYS 64          /* provider keys considered per target */
+#define GH_PROXY_COOLDOWN_MS 10000    /* a 429 without retry-after cools its key this long */
+
+/* How an attempt ended, for the fallback decision. */
+typedef enum {
+    OUTCOME_OK = 0,      /* relay it (2xx, or an error that must not fall back) */
+    OUTCOME_KEY_BAD,     /* 401/403: skip this key for the rest of the request */
+    OUTCOME_RATE_LIMIT,  /* 429: the key cools down, try another */
+    OUTCOME_RETRYABLE,   /* 5xx/529/timeout/connection error */
+} outcome_t;
 
 /* One client request relayed upstream; owned by the request from start until done or abort. */
 typedef struct {
     gh_upstream_xfer_t xfer; /* first: CURLOPT_PRIVATE points here */
     gh_http_req_t *req;
     gh_provset_t *provs; /* the provider generation this request holds a reference on */
+    gh_resolved_t route; /* the targets to try, in order */
+    size_t target;       /* index of the current target */
     const gh_provider_t *prov;
+    const gh_provider_key_t *key;
+    unsigned char excluded[GH_PROXY_MAX_KEYS]; /* keys of this target refused (401/403) */
+    unsigned char tried[GH_PROXY_MAX_KEYS];    /* keys of this target tried in this pass */
+    int retries;         /* back-off retries spent on this target */
+    const char *upstream_path;
+    char *fwd_body;      /* the body for the current target when it had to be rewritten */
+    size_t fwd_len;
     struct curl_slist *hdrs;
     char *url;
     struct evbuffer *resp_headers; /* relayed "Name: value\r\n" lines */
-    struct evbuffer *resp_body;    /* a non-streamed answer, sent whole with its length */
+    struct evbuffer *resp_body;    /* a non-streamed (or failing) answer */
     struct event *idle_timer;      /* first-byte and between-bytes timeout */
+    struct event *retry_timer;     /* back-off before the next attempt */
     gh_sse_parser_t sse;           /* reads usage and errors out of a relayed stream */
     gh_usage_rec_t rec;            /* the usage_log row this request becomes */
     int status;
     int headers_done;
-    int sse_resp; /* the answer is text/event-stream: relay as it arrives */
+    int failing;   /* the answer is one we may fall back from: hold it */
+    int sse_resp;  /* the answer is text/event-stream: relay as it arrives */
     int paused;
     int timed_out;
     int in_multi;
+    int64_t retry_after_ms; /* from the last failing answer */
+    int last_transport;     /* the last failure was a curl error (CURLcode), 0 if HTTP */
     uint64_t first_byte_us;
 } gh_exchange_t;
 
@@ -84,6 +110,22 @@ int gh_proxy_forward_resp_header(const char *name, size_t len)
     return 1;
 }
 
+static void start_attempt(gh_exchange_t *ex);
+
+/* Wall-clock milliseconds (cooldowns are shared by processes, so not monotonic per process). */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 while a provider key cools down after a 429 (in any worker). */
+static int key_cooling(int64_t key_id)
+{
+    return gh_limits_cooldown_until(key_id, wall_ms()) > 0;
+}
+
 /* Frees the exchange and everything it holds; the request itself belongs to the connection. */
 static void exchange_free(gh_exchange_t *ex)
 {
@@ -97,21 +139,19 @@ static void exchange_free(gh_exchange_t *ex)
         gh_upstream_easy_put(ex->xfer.easy);
         ex->xfer.easy = NULL;
     }
-    if (ex->idle_timer != NULL) {
+    if (ex->idle_timer != NULL)
         event_free(ex->idle_timer);
-        ex->idle_timer = NULL;
-    }
+    if (ex->retry_timer != NULL)
+        event_free(ex->retry_timer);
     curl_slist_free_all(ex->hdrs);
-    ex->hdrs = NULL;
     free(ex->url);
-    ex->url = NULL;
+    free(ex->fwd_body);
     if (ex->resp_headers != NULL)
         evbuffer_free(ex->resp_headers);
     if (ex->resp_body != NULL)
         evbuffer_free(ex->resp_body);
     gh_sse_free(&ex->sse);
     gh_worker_provs_release(ex->provs);
-    ex->provs = NULL;
     free(ex);
 }
 
@@ -131,7 +171,7 @@ static void publish_usage(gh_exchange_t *ex)
     gh_shm_usage_publish(&ex->rec);
 }
 
-/* Answers a refusal made by gatehouse itself and records it. */
+/* Answers a refusal made by gatehouse itself and records it; frees the exchange. */
 static void refuse(gh_exchange_t *ex, int status, const char *type, const char *error_type,
                    const char *fmt, const char *arg)
 {
@@ -141,6 +181,8 @@ static void refuse(gh_exchange_t *ex, int status, const char *type, const char *
     gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), error_type, strlen(error_type));
     publish_usage(ex);
     snprintf(hdr, sizeof(hdr), "x-gatehouse-request-id: %s\r\n", ex->rec.request_id);
+    ex->req->on_abort = NULL;
+    ex->req->on_drain = NULL;
     gh_reply_error(ex->req, GH_SHAPE_ANTHROPIC, status, type, hdr, fmt, arg);
     exchange_free(ex);
 }
@@ -156,8 +198,10 @@ static void arm_idle(gh_exchange_t *ex)
 /* Appends the headers gatehouse adds to every relayed answer. */
 static void add_gateway_headers(gh_exchange_t *ex, struct evbuffer *b)
 {
-    evbuffer_add_printf(b, "x-gatehouse-request-id: %s\r\nx-gatehouse-provider: %s\r\n",
-                        ex->rec.request_id, ex->prov->name);
+    evbuffer_add_printf(b,
+                        "x-gatehouse-request-id: %s\r\nx-gatehouse-provider: %s\r\n"
+                        "x-gatehouse-model: %s\r\nx-gatehouse-attempts: %d\r\n",
+                        ex->rec.request_id, ex->rec.provider, ex->rec.model, ex->rec.attempts);
 }
 
 /* Starts the streamed answer towards the client with the upstream status and headers. */
@@ -183,7 +227,7 @@ static void note_error_type(gh_exchange_t *ex, const char *json, size_t len)
         json_object_is_type(type, json_type_string))
         gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), json_object_get_string(type),
                      (size_t)json_object_get_string_len(type));
-    else if (ex->rec.error_type[0] == '\0')
+    else
         gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), "api_error", 9);
     json_object_put(root);
     json_tokener_free(tok);
@@ -202,8 +246,24 @@ static int on_sse_event(void *arg, const char *event, size_t event_len, const ch
     return GH_OK;
 }
 
+/* Statuses that send the request to the next key or target instead of to the client. */
+static outcome_t classify_status(int status)
+{
+    switch (status) {
+    case 401:
+    case 403: return OUTCOME_KEY_BAD;
+    case 429: return OUTCOME_RATE_LIMIT;
+    case 500:
+    case 502:
+    case 503:
+    case 504:
+    case 529: return OUTCOME_RETRYABLE;
+    default: return OUTCOME_OK;
+    }
+}
+
 /* CURLOPT_HEADERFUNCTION: records the status, keeps relayable headers, and on the blank line
- * ending a final (non-1xx) head decides between streaming and buffering. */
+ * ending a final (non-1xx) head decides between streaming, buffering and falling back. */
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 {
     gh_exchange_t *ex = arg;
@@ -216,13 +276,15 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
         ex->status = sp != NULL ? atoi(sp + 1) : 502;
         ex->headers_done = 0;
         ex->sse_resp = 0;
+        ex->retry_after_ms = -1;
         evbuffer_drain(ex->resp_headers, evbuffer_get_length(ex->resp_headers));
         return len;
     }
     if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
         if (ex->status >= 200) {
             ex->headers_done = 1;
-            if (ex->sse_resp)
+            ex->failing = classify_status(ex->status) != OUTCOME_OK;
+            if (ex->sse_resp && !ex->failing)
                 begin_client_stream(ex);
         }
         return len;
@@ -244,6 +306,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
     if (gh_http_name_eq(buf, nlen, "request-id"))
         gh_usage_set(ex->rec.upstream_request_id, sizeof(ex->rec.upstream_request_id),
                      buf + vstart, vend - vstart);
+    if (gh_http_name_eq(buf, nlen, "retry-after") && vend > vstart)
+        ex->retry_after_ms = (int64_t)atoi(buf + vstart) * 1000;
     if (gh_proxy_forward_resp_header(buf, nlen)) {
         evbuffer_add(ex->resp_headers, buf, nlen);
         evbuffer_add(ex->resp_headers, ": ", 2);
@@ -265,16 +329,16 @@ static void on_client_drain(void *arg)
 
 /* CURLOPT_WRITEFUNCTION: SSE bytes go to the client at once (pausing when it reads slower than
  * upstream writes) and through the usage parser; other answers are collected to be sent with a
- * Content-Length. */
+ * Content-Length (or dropped for a fallback). */
 static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 {
     gh_exchange_t *ex = arg;
     size_t len = size * n;
 
     arm_idle(ex);
-    if (ex->first_byte_us == 0)
+    if (ex->first_byte_us == 0 && !ex->failing)
         ex->first_byte_us = gh_now_us();
-    if (ex->sse_resp && ex->headers_done) {
+    if (ex->sse_resp && ex->headers_done && !ex->failing) {
         if (gh_http_pending(ex->req) >= GH_PROXY_PAUSE_AT) {
             ex->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
@@ -293,79 +357,194 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* Ends the exchange, answering the client according to how the transfer ended. */
-static void finish(gh_exchange_t *ex, CURLcode rc)
+/* Relays the answer held in resp_headers/resp_body (success, or the last upstream error when
+ * every target failed) and ends the exchange. */
+static void relay_buffered(gh_exchange_t *ex)
 {
     gh_http_req_t *req = ex->req;
+    struct evbuffer *h = ex->resp_headers;
+    const char *body = (const char *)evbuffer_pullup(ex->resp_body, -1);
+    size_t blen = evbuffer_get_length(ex->resp_body);
+
+    ex->rec.status = ex->status;
+    if (ex->status >= 400)
+        note_error_type(ex, body, blen);
+    else
+        gh_usage_from_message(body, blen, &ex->rec.tokens);
+    publish_usage(ex);
+    add_gateway_headers(ex, h);
+    gh_http_respond(req, ex->status, (const char *)evbuffer_pullup(h, -1), evbuffer_get_length(h),
+                    body, blen);
+    exchange_free(ex);
+}
+
+/* Ends a stream that broke after bytes reached the client, the way Anthropic ends one. */
+static void end_broken_stream(gh_exchange_t *ex, CURLcode rc)
+{
+    char body[512], ev[600];
+    const char *type = ex->timed_out ? "timeout_error" : "api_error";
+    int n;
+
+    gh_reply_error_body(body, sizeof(body), GH_SHAPE_ANTHROPIC, type,
+                        ex->timed_out ? "upstream timed out mid-stream"
+                                      : "upstream connection failed mid-stream");
+    n = snprintf(ev, sizeof(ev), "event: error\ndata: %s\n\n", body);
+    gh_log_warn("stream from %s broke after its first byte: %s", ex->prov->name,
+                ex->timed_out ? "timeout" : curl_easy_strerror(rc));
+    ex->rec.status = ex->status;
+    gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), type, strlen(type));
+    publish_usage(ex);
+    gh_http_stream_write(ex->req, ev, (size_t)n);
+    gh_http_stream_end(ex->req);
+    exchange_free(ex);
+}
+
+/* Every target failed on its transport (no HTTP answer to relay): 502 or 504. */
+static void fail_transport(gh_exchange_t *ex)
+{
+    CURLcode rc = (CURLcode)ex->last_transport;
     char hdr[96];
+    int timeout = rc == CURLE_OPERATION_TIMEDOUT;
+
+    snprintf(hdr, sizeof(hdr), "x-gatehouse-request-id: %s\r\n", ex->rec.request_id);
+    ex->rec.status = timeout ? 504 : 502;
+    gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type),
+                 timeout ? "timeout_error" : "upstream_unreachable",
+                 strlen(timeout ? "timeout_error" : "upstream_unreachable"));
+    publish_usage(ex);
+    ex->req->on_abort = NULL;
+    ex->req->on_drain = NULL;
+    if (timeout)
+        gh_reply_error(ex->req, GH_SHAPE_ANTHROPIC, 504, "timeout_error", hdr,
+                       "upstream provider '%s' timed out", ex->prov->name);
+    else
+        gh_reply_error(ex->req, GH_SHAPE_ANTHROPIC, 502, "api_error", hdr,
+                       "upstream provider '%s' unreachable: %s", ex->prov->name,
+                       curl_easy_strerror(rc));
+    exchange_free(ex);
+}
+
+/* Retry timer: the back-off is over. */
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    GH_UNUSED(fd);
+    GH_UNUSED(what);
+    start_attempt(arg);
+}
+
+/* The exponential back-off before retry number n (1-based), with jitter in [d/2, d], stretched
+ * to honour retry-after. -1 when retry-after asks for longer than backoff_max_ms. */
+static int64_t backoff_ms(const gh_provider_t *p, int n, int64_t retry_after_ms)
+{
+    int64_t d = p->backoff_initial_ms > 0 ? p->backoff_initial_ms : 0, max = p->backoff_max_ms;
+    int i;
+
+    for (i = 1; i < n && d < max; i++)
+        d *= 2;
+    if (d > max)
+        d = max;
+    if (d > 1)
+        d = d / 2 + (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1));
+    if (retry_after_ms > 0) {
+        if (retry_after_ms > max)
+            return -1;
+        if (retry_after_ms > d)
+            d = retry_after_ms;
+    }
+    return d;
+}
+
+/* After a failed attempt: the next key of this target, a retry after back-off, the next target,
+ * or (nothing left) the last failure goes to the client. */
+static void fall_back(gh_exchange_t *ex, outcome_t why)
+{
+    const gh_provider_t *p = ex->prov;
+    size_t k = (size_t)(ex->key - p->keys);
+    int64_t delay;
+
+    if (k < GH_PROXY_MAX_KEYS) {
+        ex->tried[k] = 1;
+        if (why == OUTCOME_KEY_BAD)
+            ex->excluded[k] = 1;
+    }
+    if (why == OUTCOME_RATE_LIMIT)
+        gh_limits_cooldown(ex->key->id, wall_ms() + (ex->retry_after_ms > 0
+                                                         ? ex->retry_after_ms
+                                                         : GH_PROXY_COOLDOWN_MS));
+    /* another key of the same target that has not been tried in this pass */
+    for (k = 0; k < p->nkeys && k < GH_PROXY_MAX_KEYS; k++)
+        if (!ex->tried[k] && !ex->excluded[k] && !key_cooling(p->keys[k].id)) {
+            start_attempt(ex);
+            return;
+        }
+    /* a back-off retry on this target */
+    if (why == OUTCOME_RETRYABLE && ex->retries < p->max_retries &&
+        (delay = backoff_ms(p, ex->retries + 1, ex->retry_after_ms)) >= 0) {
+        struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)((delay % 1000) * 1000)};
+        ex->retries++;
+        memset(ex->tried, 0, sizeof(ex->tried));
+        evtimer_add(ex->retry_timer, &tv);
+        return;
+    }
+    /* the next target */
+    if (ex->target + 1 < ex->route.ntargets) {
+        ex->target++;
+        ex->retries = 0;
+        memset(ex->tried, 0, sizeof(ex->tried));
+        memset(ex->excluded, 0, sizeof(ex->excluded));
+        start_attempt(ex);
+        return;
+    }
+    /* nothing left: the client gets the last failure */
+    if (ex->last_transport != 0)
+        fail_transport(ex);
+    else
+        relay_buffered(ex);
+}
+
+/* Ends one attempt: relay, or fall back when the answer allows it and nothing was sent yet. */
+static void attempt_done(gh_exchange_t *ex, CURLcode rc)
+{
+    gh_http_req_t *req = ex->req;
 
     ex->in_multi = 0;
     evtimer_del(ex->idle_timer);
-    req->on_abort = NULL;
-    req->on_drain = NULL;
-    snprintf(hdr, sizeof(hdr), "x-gatehouse-request-id: %s\r\n", ex->rec.request_id);
-    if (rc == CURLE_OK && ex->headers_done) {
-        ex->rec.status = ex->status;
-        if (req->streaming) {
+    if (req->streaming) {
+        if (rc == CURLE_OK) {
+            ex->rec.status = ex->status;
             publish_usage(ex);
             gh_http_stream_end(req);
+            exchange_free(ex);
         } else {
-            struct evbuffer *h = ex->resp_headers;
-            const char *body = (const char *)evbuffer_pullup(ex->resp_body, -1);
-            size_t blen = evbuffer_get_length(ex->resp_body);
-            if (ex->status >= 400)
-                note_error_type(ex, body, blen);
-            else
-                gh_usage_from_message(body, blen, &ex->rec.tokens);
-            publish_usage(ex);
-            add_gateway_headers(ex, h);
-            gh_http_respond(req, ex->status, (const char *)evbuffer_pullup(h, -1),
-                            evbuffer_get_length(h), body, blen);
+            end_broken_stream(ex, rc);
         }
-    } else if (req->streaming) {
-        /* Bytes already reached the client: end the stream the way Anthropic does. */
-        char body[512], ev[600];
-        int n;
-        const char *type = ex->timed_out ? "timeout_error" : "api_error";
-        gh_reply_error_body(body, sizeof(body), GH_SHAPE_ANTHROPIC, type,
-                            ex->timed_out ? "upstream timed out mid-stream"
-                                          : "upstream connection failed mid-stream");
-        n = snprintf(ev, sizeof(ev), "event: error\ndata: %s\n\n", body);
-        gh_log_warn("stream from %s broke after first byte: %s", ex->prov->name,
-                    ex->timed_out ? "timeout" : curl_easy_strerror(rc));
-        ex->rec.status = ex->status;
-        gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), type, strlen(type));
-        publish_usage(ex);
-        gh_http_stream_write(req, ev, (size_t)n);
-        gh_http_stream_end(req);
-    } else if (ex->timed_out || rc == CURLE_OPERATION_TIMEDOUT) {
-        gh_log_warn("upstream %s timed out", ex->prov->name);
-        ex->rec.status = 504;
-        gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), "timeout_error", 13);
-        publish_usage(ex);
-        gh_reply_error(req, GH_SHAPE_ANTHROPIC, 504, "timeout_error", hdr,
-                       "upstream provider '%s' timed out", ex->prov->name);
-    } else {
-        gh_log_warn("upstream %s failed: %s", ex->prov->name, curl_easy_strerror(rc));
-        ex->rec.status = 502;
-        gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), "upstream_unreachable", 20);
-        publish_usage(ex);
-        gh_reply_error(req, GH_SHAPE_ANTHROPIC, 502, "api_error", hdr,
-                       "upstream provider '%s' unreachable: %s", ex->prov->name,
-                       curl_easy_strerror(rc));
+        return;
     }
-    exchange_free(ex);
+    if (rc != CURLE_OK || !ex->headers_done) {
+        ex->last_transport = rc != CURLE_OK ? (int)rc : (int)CURLE_RECV_ERROR;
+        ex->retry_after_ms = -1;
+        gh_log_warn("upstream %s (attempt %d): %s", ex->prov->name, ex->rec.attempts,
+                    ex->timed_out ? "timed out" : curl_easy_strerror(rc));
+        fall_back(ex, OUTCOME_RETRYABLE);
+        return;
+    }
+    ex->last_transport = 0;
+    if (ex->failing) {
+        gh_log_info("upstream %s answered %d (attempt %d); falling back", ex->prov->name,
+                    ex->status, ex->rec.attempts);
+        fall_back(ex, classify_status(ex->status));
+        return;
+    }
+    relay_buffered(ex);
 }
 
 /* gh_upstream_xfer_t.done */
 static void on_done(gh_upstream_xfer_t *x, CURLcode rc)
 {
-    gh_exchange_t *ex = (gh_exchange_t *)x;
-    ex->in_multi = 0;
-    finish(ex, rc);
+    attempt_done((gh_exchange_t *)x, rc);
 }
 
-/* No progress within timeout_ms: stop the transfer and answer 504 (or end the stream). */
+/* No progress within timeout_ms: stop the transfer; it counts as a failed attempt. */
 static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 {
     gh_exchange_t *ex = arg;
@@ -377,7 +556,7 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
         gh_upstream_stop(&ex->xfer);
         ex->in_multi = 0;
     }
-    finish(ex, CURLE_OPERATION_TIMEDOUT);
+    attempt_done(ex, CURLE_OPERATION_TIMEDOUT);
 }
 
 /* The client went away: record what was used so far, drop the transfer and our state. */
@@ -433,6 +612,7 @@ static int build_headers(gh_exchange_t *ex, const gh_provider_key_t *key)
     if (t == NULL)
         goto fail;
     l = t;
+    curl_slist_free_all(ex->hdrs);
     ex->hdrs = l;
     return GH_OK;
 fail:
@@ -441,22 +621,146 @@ fail:
     return GH_ERR;
 }
 
-/* Picks one of the provider's keys at random in proportion to the weights. */
-static const gh_provider_key_t *pick_key(const gh_provider_t *prov)
+/* Picks, at random in proportion to the weights, one of the target's keys that is neither
+ * refused, cooling down, nor already tried in this pass. NULL when none is left. */
+static const gh_provider_key_t *pick_key(gh_exchange_t *ex)
 {
+    const gh_provider_t *p = ex->prov;
     uint32_t total = 0, r;
     size_t i;
 
-    for (i = 0; i < prov->nkeys; i++)
-        total += (uint32_t)(prov->keys[i].weight > 0 ? prov->keys[i].weight : 1);
+    for (i = 0; i < p->nkeys && i < GH_PROXY_MAX_KEYS; i++)
+        if (!ex->tried[i] && !ex->excluded[i] && !key_cooling(p->keys[i].id))
+            total += (uint32_t)(p->keys[i].weight > 0 ? p->keys[i].weight : 1);
+    if (total == 0)
+        return NULL;
     r = randombytes_uniform(total);
-    for (i = 0; i < prov->nkeys; i++) {
-        uint32_t w = (uint32_t)(prov->keys[i].weight > 0 ? prov->keys[i].weight : 1);
+    for (i = 0; i < p->nkeys && i < GH_PROXY_MAX_KEYS; i++) {
+        uint32_t w;
+        if (ex->tried[i] || ex->excluded[i] || key_cooling(p->keys[i].id))
+            continue;
+        w = (uint32_t)(p->keys[i].weight > 0 ? p->keys[i].weight : 1);
         if (r < w)
-            return &prov->keys[i];
+            return &p->keys[i];
         r -= w;
     }
-    return &prov->keys[prov->nkeys - 1];
+    return NULL;
+}
+
+/* Prepares the body for the current target: the client's bytes when the model and parameters
+ * are unchanged, else a rewrite of them. */
+static int prepare_body(gh_exchange_t *ex, const char **body, size_t *len)
+{
+    const gh_target_t *t = &ex->route.targets[ex->target];
+
+    free(ex->fwd_body);
+    ex->fwd_body = NULL;
+    if (strcmp(t->model, ex->rec.model_requested) == 0 && ex->route.params[0] == '\0') {
+        *body = ex->req->body;
+        *len = ex->req->body_len;
+        return GH_OK;
+    }
+    if (gh_route_rewrite_body(ex->req->body, ex->req->body_len, t->model, ex->route.params,
+                              &ex->fwd_body, &ex->fwd_len) != GH_OK)
+        return GH_ERR;
+    *body = ex->fwd_body;
+    *len = ex->fwd_len;
+    return GH_OK;
+}
+
+/* Starts one upstream attempt on the current target (moving on when it has no usable key). */
+static void start_attempt(gh_exchange_t *ex)
+{
+    gh_http_req_t *req = ex->req;
+    const gh_target_t *t;
+    const char *body;
+    size_t ulen, blen;
+    CURL *e;
+
+    for (;;) {
+        t = &ex->route.targets[ex->target];
+        ex->prov = t->prov;
+        ex->key = pick_key(ex);
+        if (ex->key != NULL)
+            break;
+        if (ex->target + 1 >= ex->route.ntargets) {
+            if (ex->rec.attempts == 0) {
+                char msg[160];
+                snprintf(msg, sizeof(msg), "%s", ex->prov->name);
+                ex->prov = ex->route.targets[ex->target].prov;
+                refuse(ex, 429, "rate_limit_error", "provider_keys_cooling",
+                       "every API key of provider '%s' is cooling down after a rate limit; "
+                       "retry later",
+                       msg);
+            } else if (ex->last_transport != 0) {
+                fail_transport(ex);
+            } else {
+                relay_buffered(ex);
+            }
+            return;
+        }
+        ex->target++;
+        ex->retries = 0;
+        memset(ex->tried, 0, sizeof(ex->tried));
+        memset(ex->excluded, 0, sizeof(ex->excluded));
+    }
+    gh_usage_set(ex->rec.provider, sizeof(ex->rec.provider), ex->prov->name,
+                 strlen(ex->prov->name));
+    gh_usage_set(ex->rec.model, sizeof(ex->rec.model), t->model, strlen(t->model));
+    if (prepare_body(ex, &body, &blen) != GH_OK) {
+        refuse(ex, 400, "invalid_request_error", "invalid_request_error",
+               "could not apply the model parameters to the request body%s", "");
+        return;
+    }
+    ulen = strlen(ex->prov->base_url) + strlen(ex->upstream_path) +
+           (req->head.query ? strlen(req->head.query) + 1 : 0) + 1;
+    free(ex->url);
+    ex->url = malloc(ulen);
+    if (ex->url == NULL || build_headers(ex, ex->key) != GH_OK)
+        goto oom;
+    snprintf(ex->url, ulen, "%s%s%s%s", ex->prov->base_url, ex->upstream_path,
+             req->head.query ? "?" : "", req->head.query ? req->head.query : "");
+    evbuffer_drain(ex->resp_headers, evbuffer_get_length(ex->resp_headers));
+    evbuffer_drain(ex->resp_body, evbuffer_get_length(ex->resp_body));
+    ex->status = 0;
+    ex->headers_done = 0;
+    ex->failing = 0;
+    ex->sse_resp = 0;
+    ex->timed_out = 0;
+    ex->rec.upstream_request_id[0] = '\0';
+    if (ex->xfer.easy == NULL && (ex->xfer.easy = gh_upstream_easy_get()) == NULL)
+        goto oom;
+    e = ex->xfer.easy;
+    ex->xfer.done = on_done;
+    ex->rec.attempts++;
+    curl_easy_setopt(e, CURLOPT_URL, ex->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, &ex->xfer);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, ex->hdrs);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, ex);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, ex);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, GH_PROXY_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, NULL);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    arm_idle(ex);
+    if (gh_upstream_start(&ex->xfer) != GH_OK) {
+        refuse(ex, 500, "api_error", "internal_error", "could not start the upstream request%s",
+               "");
+        return;
+    }
+    ex->in_multi = 1;
+    return;
+oom:
+    gh_log_error("out of memory setting up an upstream request");
+    refuse(ex, 500, "api_error", "internal_error", "out of memory%s", "");
 }
 
 /* Creates the exchange and the start of its usage record. */
@@ -470,82 +774,39 @@ static gh_exchange_t *exchange_new(gh_http_req_t *req, const char *endpoint)
     }
     ex->req = req;
     ex->provs = gh_worker_provs_acquire();
+    ex->upstream_path = endpoint;
     gh_shm_request_id(ex->rec.request_id, sizeof(ex->rec.request_id));
     gh_usage_now_iso(ex->rec.started_at, sizeof(ex->rec.started_at));
     gh_usage_set(ex->rec.endpoint, sizeof(ex->rec.endpoint), endpoint, strlen(endpoint));
     ex->rec.ttft_ms = -1;
-    return ex;
-}
-
-/* Starts the upstream transfer for an authorised, validated request. */
-static void forward(gh_exchange_t *ex, const char *upstream_path)
-{
-    gh_http_req_t *req = ex->req;
-    const gh_provider_key_t *key;
-    size_t ulen;
-    CURL *e;
-
-    key = pick_key(ex->prov);
     ex->resp_headers = evbuffer_new();
     ex->resp_body = evbuffer_new();
     ex->idle_timer = evtimer_new(gh_worker->base, on_idle_timeout, ex);
-    ulen = strlen(ex->prov->base_url) + strlen(upstream_path) +
-           (req->head.query ? strlen(req->head.query) + 1 : 0) + 1;
-    ex->url = malloc(ulen);
+    ex->retry_timer = evtimer_new(gh_worker->base, on_retry_timer, ex);
     if (ex->resp_headers == NULL || ex->resp_body == NULL || ex->idle_timer == NULL ||
-        ex->url == NULL)
-        goto oom;
-    snprintf(ex->url, ulen, "%s%s%s%s", ex->prov->base_url, upstream_path,
-             req->head.query ? "?" : "", req->head.query ? req->head.query : "");
-    if (build_headers(ex, key) != GH_OK)
-        goto oom;
-    gh_sse_init(&ex->sse, on_sse_event, ex);
-    e = gh_upstream_easy_get();
-    if (e == NULL)
-        goto oom;
-    ex->xfer.easy = e;
-    ex->xfer.done = on_done;
-    ex->rec.attempts = 1;
-    curl_easy_setopt(e, CURLOPT_URL, ex->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, &ex->xfer);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, ex->hdrs);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, ex);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, ex);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, GH_PROXY_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, NULL);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    req->on_abort = on_client_abort;
-    req->on_drain = on_client_drain;
-    req->handler_arg = ex;
-    arm_idle(ex);
-    if (gh_upstream_start(&ex->xfer) != GH_OK) {
-        req->on_abort = NULL;
-        req->on_drain = NULL;
-        refuse(ex, 500, "api_error", "internal_error", "could not start the upstream request%s",
-               "");
-        return;
+        ex->retry_timer == NULL) {
+        gh_log_error("evbuffer_new/evtimer_new failed");
+        exchange_free(ex);
+        return NULL;
     }
-    ex->in_multi = 1;
-    return;
-oom:
-    gh_log_error("out of memory setting up an upstream request");
-    refuse(ex, 500, "api_error", "internal_error", "out of memory%s", "");
+    gh_sse_init(&ex->sse, on_sse_event, ex);
+    return ex;
 }
 
-/* The request pipeline for a native request: authenticate, validate, authorise, forward. */
+/* A conservative estimate of a body's input tokens: about one token per 6 bytes of JSON, low
+ * enough that a request Anthropic accepts is never refused for its context window. */
+static int64_t estimate_input_tokens(size_t body_len)
+{
+    return (int64_t)(body_len / 6);
+}
+
+/* The request pipeline for a native request: authenticate, validate, resolve, authorise,
+ * forward. */
 void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
 {
     static const char *const keys[] = {"model", "stream"};
     static const char *const auth_msg[] = {
+        [GH_AUTH_OK] = "%s",
         [GH_AUTH_MISSING] = "missing API key: send a gatehouse virtual key in x-api-key or "
                             "Authorization: Bearer%s",
         [GH_AUTH_UNKNOWN] = "invalid API key%s",
@@ -558,9 +819,9 @@ void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
     const char *secret = NULL;
     size_t err_off = 0, slen = 0;
     gh_auth_result_t ar;
-    char model[sizeof(ex->rec.model)];
+    char model[GH_MODEL_MAX], err[300];
     struct timespec ts;
-    int64_t now_ms;
+    int64_t now_ms, window;
 
     gh_worker_refresh();
     ex = exchange_new(req, upstream_path);
@@ -580,12 +841,11 @@ void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
     }
 
     if (gh_jscan_object(req->body, req->body_len, keys, 2, spans, &err_off) != GH_OK) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "%zu", err_off);
+        snprintf(err, sizeof(err), "%zu", err_off);
         refuse(ex, 400, "invalid_request_error", "invalid_request_error",
                req->body_len == 0 ? "request body is empty: expected a JSON object%s"
                                   : "request body is not valid JSON (error at byte %s)",
-               req->body_len == 0 ? "" : msg);
+               req->body_len == 0 ? "" : err);
         return;
     }
     ex->rec.stream = spans[1].type == GH_JSON_TRUE;
@@ -603,21 +863,34 @@ void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
                "stream: Input should be a valid boolean%s", "");
         return;
     }
-    if (!gh_auth_model_allowed(vk, model)) {
+    if (gh_route_resolve(ex->provs, vk, model, &ex->route, err, sizeof(err)) != GH_OK) {
+        refuse(ex, 400, "invalid_request_error", "invalid_request_error", "%s", err);
+        return;
+    }
+    if (!gh_route_allowed(vk, &ex->route)) {
         refuse(ex, 403, "permission_error", "model_not_allowed",
                "model '%s' is not allowed for this API key", model);
         return;
     }
-    ex->prov = gh_worker_default_provider(ex->provs);
-    if (ex->prov == NULL || ex->prov->nkeys == 0) {
+    if (ex->route.ntargets == 0) {
         refuse(ex, 503, "api_error", "no_provider",
                "no provider is configured: set ANTHROPIC_API_KEY on first start or add one with "
                "the admin API%s",
                "");
         return;
     }
-    gh_usage_set(ex->rec.provider, sizeof(ex->rec.provider), ex->prov->name,
-                 strlen(ex->prov->name));
-    gh_usage_set(ex->rec.model, sizeof(ex->rec.model), model, strlen(model));
-    forward(ex, upstream_path);
+    window = ex->route.max_input_tokens > 0
+                 ? ex->route.max_input_tokens
+                 : gh_auth_context_window(ex->route.targets[0].model);
+    if (ex->route.enforce_context && window > 0 &&
+        estimate_input_tokens(req->body_len) > window) {
+        snprintf(err, sizeof(err), "prompt is too long: %lld tokens > %lld maximum",
+                 (long long)estimate_input_tokens(req->body_len), (long long)window);
+        refuse(ex, 400, "invalid_request_error", "context_window_exceeded", "%s", err);
+        return;
+    }
+    req->on_abort = on_client_abort;
+    req->on_drain = on_client_drain;
+    req->handler_arg = ex;
+    start_attempt(ex);
 }

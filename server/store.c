@@ -661,8 +661,10 @@ int gh_store_providers_load(sqlite3 *db, const gh_keys_t *keys, gh_provider_t **
     *n = 0;
     if (gh_exec(db, "BEGIN", "BEGIN") != GH_OK)
         goto done;
-    if (gh_prepare(db, "SELECT id, name, base_url, timeout_ms FROM providers ORDER BY id", &st) !=
-            GH_OK ||
+    if (gh_prepare(db,
+                   "SELECT id, name, base_url, timeout_ms, rpm_limit, itpm_limit, otpm_limit, "
+                   "max_retries, backoff_initial_ms, backoff_max_ms FROM providers ORDER BY id",
+                   &st) != GH_OK ||
         gh_prepare(db,
                    "SELECT id, key_sealed, key_last4, weight FROM provider_keys "
                    "WHERE provider_id = ?1 ORDER BY id",
@@ -691,6 +693,12 @@ int gh_store_providers_load(sqlite3 *db, const gh_keys_t *keys, gh_provider_t **
             goto done;
         }
         p->timeout_ms = sqlite3_column_int(st, 3);
+        p->rpm_limit = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 4);
+        p->itpm_limit = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+        p->otpm_limit = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 6);
+        p->max_retries = sqlite3_column_int(st, 7);
+        p->backoff_initial_ms = sqlite3_column_int(st, 8);
+        p->backoff_max_ms = sqlite3_column_int(st, 9);
         if (gh_store_load_keys(db, kst, keys, p) != GH_OK)
             goto done;
     }

@@ -31,6 +31,12 @@ typedef struct {
     char *name;
     char *base_url;   /* without a trailing slash */
     int timeout_ms;
+    int64_t rpm_limit; /* -1 = unlimited, for the three limits */
+    int64_t itpm_limit;
+    int64_t otpm_limit;
+    int max_retries;   /* back-off retries on 5xx/529/timeouts before the next target */
+    int backoff_initial_ms;
+    int backoff_max_ms;
     gh_provider_key_t *keys;
     size_t nkeys;
 } gh_provider_t;

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "shm.h"
 #include "proxy.h"
+#include "route.h"
 #include "reply.h"
 #include "upstream.h"
 #include "worker.h"
@@ -91,8 +92,9 @@ static int load_caches(gh_worker_t *wk)
     uint64_t epoch = gh_shm_epoch();
     int a = gh_auth_load(wk->db);
     int b = load_providers(wk);
+    int c = gh_route_load(wk->db);
 
-    if (a != GH_OK || b != GH_OK)
+    if (a != GH_OK || b != GH_OK || c != GH_OK)
         return GH_ERR;
     wk->epoch = epoch;
     return GH_OK;
@@ -317,6 +319,7 @@ done:
         gh_worker_provs_release(wk.provs);
     wk.provs = NULL;
     gh_auth_free();
+    gh_route_free();
     gh_store_close(wk.db);
     if (wk.base != NULL)
         event_base_free(wk.base);

@@ -106,19 +106,19 @@ class Stream(asyncio.Protocol):
                 self.st.max_open = self.st.open
             self.carry = b"\r\n"  # lets TERMINATOR match a body that is only the last chunk
         buf = self.carry + data
-        start = len(self.carry)
         # a "\ndata:" whose last byte lies in the new data is a new event
         n = buf.count(b"\ndata:") - self.carry.count(b"\ndata:")
         if n > 0:
             self.times.extend([now] * n)
         if not self.saw_stop and b"message_stop" in buf:
             self.saw_stop = True
+            # an answer not chunk-encoded has no terminator: give it 2 s to close
+            asyncio.get_running_loop().call_later(2.0, self._finish)
         if self.saw_stop and TERMINATOR in buf:
             self.clean = True
             self._finish()
             return
         self.carry = buf[-CARRY:] if len(buf) >= CARRY else buf
-        del start
 
     def eof_received(self):
         self._finish()

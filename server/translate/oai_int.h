@@ -56,6 +56,8 @@ int gh_oai_add(json_object *obj, const char *key, json_object *val);
 int gh_oai_add_str(json_object *obj, const char *key, const char *s);
 int gh_oai_add_strn(json_object *obj, const char *key, const char *s, size_t n);
 int gh_oai_add_int(json_object *obj, const char *key, int64_t v);
+int gh_oai_add_null(json_object *obj, const char *key);
+int gh_oai_add_ref(json_object *obj, const char *key, json_object *val);
 int gh_oai_push(json_object *arr, json_object *val);
 int gh_oai_fail(gh_oai_err_t *e, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -101,6 +103,7 @@ enum { GH_OAI_BLK_NONE = 0, GH_OAI_BLK_TEXT, GH_OAI_BLK_TOOL, GH_OAI_BLK_THINKIN
 typedef struct {
     int type;          /* GH_OAI_BLK_*; NONE for blocks that are not translated */
     int open;          /* started and not yet stopped */
+    int sent;          /* chat: some argument text of this tool call went out */
     int tool_index;    /* chat: index of the tool call among the answer's tool calls */
     int output_index;  /* Responses: index of the output item */
     int content_index; /* Responses: index of the part in its message item */

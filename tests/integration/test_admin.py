@@ -312,7 +312,7 @@ def test_method_not_allowed_and_unknown_paths():
 
 KEY_FIELDS = {"id", "name", "last4", "models", "rpm_limit", "itpm_limit", "otpm_limit",
               "max_parallel", "budget_usd", "budget_period", "expires_at", "metadata", "revoked",
-              "revoked_at", "created_at", "updated_at"}
+              "revoked_at", "created_at", "updated_at", "force_model", "aliases"}
 
 
 def test_key_create():

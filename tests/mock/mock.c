@@ -788,6 +788,16 @@ static void on_api(struct evhttp_request *req, struct call *c)
     } else if (key != NULL && strncmp(key, "limited-", 8) == 0) {
         c->scen = SC_ERROR;
         c->err = find_err(429);
+    } else if (key != NULL && strncmp(key, "status-", 7) == 0) {
+        /* "status-NNN-anything": this key always gets error NNN, so one provider of a fallback
+         * chain can fail while another, on the same mock, succeeds */
+        const struct mock_err *e = find_err(strtol(key + 7, NULL, 10));
+        if (e != NULL) {
+            c->scen = SC_ERROR;
+            c->err = e;
+        }
+    } else if (key != NULL && strncmp(key, "cut-", 4) == 0) {
+        c->scen = SC_CUT;
     }
     if (c->delay_ms < 0)
         c->delay_ms = c->scen == SC_SLOW ? 2000 : 0;
