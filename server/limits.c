@@ -119,7 +119,7 @@ static size_t gh_limits_size;
 static const char *const gh_lim_lock_names[GH_LIMITS_NTABLES] = {"rate", "concurrency", "budget",
                                                                  "cooldown"};
 
-/* Floor division and modulo, so times before 1970 (tests, broken clocks) still bucket right. */
+/* Floor division, so times before 1970 (tests, broken clocks) still bucket right. */
 static int64_t gh_lim_fdiv(int64_t a, int64_t b)
 {
     int64_t q = a / b;
@@ -127,6 +127,7 @@ static int64_t gh_lim_fdiv(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+/* Floor modulo: always in [0, b) for b > 0, as bucket indexes must be. */
 static int64_t gh_lim_fmod(int64_t a, int64_t b)
 {
     return a - gh_lim_fdiv(a, b) * b;
@@ -356,10 +357,8 @@ static void gh_lim_rate_sum(const gh_lim_rate_t *e, int64_t end, int64_t used[3]
 {
     int i, d;
 
-    for (d = 0; d < 3; d++) {
-        used[d] = 0;
-        newest[d] = INT64_MIN;
-    }
+    used[0] = used[1] = used[2] = 0;
+    newest[0] = newest[1] = newest[2] = INT64_MIN;
     for (i = 0; i < GH_LIMITS_WINDOW_S; i++) {
         const gh_lim_bucket_t *b = &e->b[i];
 
@@ -492,9 +491,8 @@ static void gh_lim_adjust(int kind, const char *id, int64_t admitted_ms, const i
     gh_lim_key_t key;
     int d;
 
-    if (gh_limits == NULL || gh_lim_key(&key, kind, id, 0) != GH_OK)
-        return;
-    if (gh_lim_lock(GH_LIMITS_TABLE_RATE) != GH_OK)
+    if (gh_limits == NULL || gh_lim_key(&key, kind, id, 0) != GH_OK ||
+        gh_lim_lock(GH_LIMITS_TABLE_RATE) != GH_OK)
         return;
     /* Absent: never tracked (unlimited or failed open) or swept idle: nothing to true up. */
     e = gh_lim_find(GH_LIM_RATE, &key, 0);
@@ -580,9 +578,7 @@ void gh_limits_leave(int kind, const char *id, int32_t pid)
     gh_lim_key_t key, hkey;
 
     if (gh_limits == NULL || gh_lim_key(&key, kind, id, 0) != GH_OK ||
-        gh_lim_key(&hkey, kind, id, pid) != GH_OK)
-        return;
-    if (gh_lim_lock(GH_LIMITS_TABLE_CONC) != GH_OK)
+        gh_lim_key(&hkey, kind, id, pid) != GH_OK || gh_lim_lock(GH_LIMITS_TABLE_CONC) != GH_OK)
         return;
     h = gh_lim_find(GH_LIM_HOLD, &hkey, 0);
     if (h == NULL)
@@ -780,9 +776,8 @@ void gh_limits_budget_add(const char *key_id, const char *period, double cost_us
     gh_lim_key_t key;
 
     if (!(cost_usd > 0.0) || start < 0 || gh_limits == NULL ||
-        gh_lim_key(&key, GH_LIMITS_KIND_KEY, key_id, 0) != GH_OK)
-        return;
-    if (gh_lim_lock(GH_LIMITS_TABLE_BUDGET) != GH_OK)
+        gh_lim_key(&key, GH_LIMITS_KIND_KEY, key_id, 0) != GH_OK ||
+        gh_lim_lock(GH_LIMITS_TABLE_BUDGET) != GH_OK)
         return;
     e = gh_lim_find(GH_LIM_BUDGET, &key, 0);
     if (e != NULL && e->start_ms == start && strcmp(e->period, period) == 0)
@@ -805,9 +800,8 @@ void gh_limits_cooldown(int64_t provider_key_id, int64_t until_ms)
     gh_lim_cool_t *e;
     gh_lim_key_t key;
 
-    if (until_ms <= 0 || gh_limits == NULL || gh_lim_cool_key(&key, provider_key_id) != GH_OK)
-        return;
-    if (gh_lim_lock(GH_LIMITS_TABLE_COOLDOWN) != GH_OK)
+    if (until_ms <= 0 || gh_limits == NULL || gh_lim_cool_key(&key, provider_key_id) != GH_OK ||
+        gh_lim_lock(GH_LIMITS_TABLE_COOLDOWN) != GH_OK)
         return;
     e = gh_lim_find(GH_LIM_COOL, &key, 1);
     if (e != NULL && until_ms > e->until_ms)
@@ -824,9 +818,8 @@ int64_t gh_limits_cooldown_until(int64_t provider_key_id, int64_t now_ms)
     gh_lim_key_t key;
     int64_t until = 0;
 
-    if (gh_limits == NULL || gh_lim_cool_key(&key, provider_key_id) != GH_OK)
-        return 0;
-    if (gh_lim_lock(GH_LIMITS_TABLE_COOLDOWN) != GH_OK)
+    if (gh_limits == NULL || gh_lim_cool_key(&key, provider_key_id) != GH_OK ||
+        gh_lim_lock(GH_LIMITS_TABLE_COOLDOWN) != GH_OK)
         return 0;
     e = gh_lim_find(GH_LIM_COOL, &key, 0);
     if (e != NULL) {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "gh.h"
@@ -36,6 +37,7 @@
 /* How an attempt ended, for the fallback decision. */
 typedef enum {
     OUTCOME_OK = 0,      /* relay it (2xx, or an error that must not fall back) */
+    OUTCOME_PROV_LIMIT,  /* the provider's own limits in gatehouse are full: next target */
     OUTCOME_KEY_BAD,     /* 401/403: skip this key for the rest of the request */
     OUTCOME_RATE_LIMIT,  /* 429: the key cools down, try another */
     OUTCOME_RETRYABLE,   /* 5xx/529/timeout/connection error */
@@ -72,6 +74,17 @@ typedef struct {
     int timed_out;
     int in_multi;
     int64_t retry_after_ms; /* from the last failing answer */
+    /* limits: what was counted at admission, settled with the actual usage in publish_usage */
+    gh_limit_cfg_t key_cfg;
+    gh_limit_result_t key_res;
+    int key_admitted;
+    int key_limited;        /* the key has rate limits: its own anthropic-ratelimit-* headers */
+    int in_parallel;        /* holds one of the key's max_parallel slots */
+    gh_limit_result_t prov_res;
+    const gh_provider_t *prov_admitted; /* the provider whose window counted the attempt */
+    int64_t est_in, est_out;
+    double budget;          /* < 0: none */
+    char budget_period[4];
     int last_transport;     /* the last failure was a curl error (CURLcode), 0 if HTTP */
     uint64_t first_byte_us;
 } gh_exchange_t;
@@ -155,6 +168,37 @@ static void exchange_free(gh_exchange_t *ex)
     free(ex);
 }
 
+/* Trues up the provider window an attempt was admitted into with what it really used. */
+static void settle_provider(gh_exchange_t *ex, int64_t act_in, int64_t act_out)
+{
+    if (ex->prov_admitted == NULL)
+        return;
+    gh_limits_settle(GH_LIMITS_KIND_PROVIDER, ex->prov_admitted->name, ex->prov_res.admitted_ms,
+                     ex->est_in, ex->est_out, act_in, act_out, wall_ms());
+    ex->prov_admitted = NULL;
+}
+
+/* Gives back what the request held (concurrency slot) and replaces the admission estimates
+ * with the actual token counts; adds the cost to the key's budget period. */
+static void settle_limits(gh_exchange_t *ex)
+{
+    int64_t act_in = ex->rec.tokens.input + ex->rec.tokens.cache_creation;
+    int64_t act_out = ex->rec.tokens.output, now = wall_ms();
+
+    if (ex->key_admitted) {
+        gh_limits_settle(GH_LIMITS_KIND_KEY, ex->rec.key_id, ex->key_res.admitted_ms, ex->est_in,
+                         ex->est_out, act_in, act_out, now);
+        ex->key_admitted = 0;
+    }
+    settle_provider(ex, act_in, act_out);
+    if (ex->in_parallel) {
+        gh_limits_leave(GH_LIMITS_KIND_KEY, ex->rec.key_id, (int32_t)getpid());
+        ex->in_parallel = 0;
+    }
+    if (ex->budget >= 0 && ex->rec.cost_usd > 0)
+        gh_limits_budget_add(ex->rec.key_id, ex->budget_period, ex->rec.cost_usd, now);
+}
+
 /* Completes the usage record (timings, cost) and hands it to the recorder. Runs before the last
  * byte is queued to the client, so a request the client saw finish always has its row. */
 static void publish_usage(gh_exchange_t *ex)
@@ -169,22 +213,74 @@ static void publish_usage(gh_exchange_t *ex)
     price = gh_auth_price(ex->rec.model);
     ex->rec.cost_usd = price != NULL ? gh_usage_cost(price, &ex->rec.tokens) : 0.0;
     gh_shm_usage_publish(&ex->rec);
+    settle_limits(ex);
 }
 
-/* Answers a refusal made by gatehouse itself and records it; frees the exchange. */
-static void refuse(gh_exchange_t *ex, int status, const char *type, const char *error_type,
-                   const char *fmt, const char *arg)
+/* Appends the anthropic-ratelimit-* headers of one admission view (unlimited ones omitted). */
+static size_t ratelimit_headers(const gh_limit_result_t *res, char *out, size_t outsz)
 {
-    char hdr[96];
+    static const char *const names[] = {"requests", "input-tokens", "output-tokens"};
+    const gh_limit_view_t *v[] = {&res->requests, &res->input_tokens, &res->output_tokens};
+    size_t used = 0, i;
+
+    out[0] = '\0';
+    for (i = 0; i < 3; i++) {
+        time_t t = (time_t)((v[i]->reset_ms + 999) / 1000);
+        struct tm tm;
+        int n;
+        if (v[i]->limit < 0)
+            continue;
+        gmtime_r(&t, &tm);
+        n = snprintf(out + used, outsz - used,
+                     "anthropic-ratelimit-%s-limit: %lld\r\nanthropic-ratelimit-%s-remaining: "
+                     "%lld\r\nanthropic-ratelimit-%s-reset: %04d-%02d-%02dT%02d:%02d:%02dZ\r\n",
+                     names[i], (long long)v[i]->limit, names[i],
+                     (long long)(v[i]->remaining > 0 ? v[i]->remaining : 0), names[i],
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec);
+        if (n < 0 || (size_t)n >= outsz - used)
+            break;
+        used += (size_t)n;
+    }
+    return used;
+}
+
+/* Answers a refusal made by gatehouse itself (with extra "Name: v\r\n" headers, may be NULL) and
+ * records it; frees the exchange. */
+static void refuse_h(gh_exchange_t *ex, int status, const char *type, const char *error_type,
+                     const char *extra, const char *fmt, const char *arg)
+{
+    char hdr[1400];
 
     ex->rec.status = status;
     gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), error_type, strlen(error_type));
     publish_usage(ex);
-    snprintf(hdr, sizeof(hdr), "x-gatehouse-request-id: %s\r\n", ex->rec.request_id);
+    snprintf(hdr, sizeof(hdr), "x-gatehouse-request-id: %s\r\n%s", ex->rec.request_id,
+             extra != NULL ? extra : "");
     ex->req->on_abort = NULL;
     ex->req->on_drain = NULL;
     gh_reply_error(ex->req, GH_SHAPE_ANTHROPIC, status, type, hdr, fmt, arg);
     exchange_free(ex);
+}
+
+/* refuse_h without extra headers. */
+static void refuse(gh_exchange_t *ex, int status, const char *type, const char *error_type,
+                   const char *fmt, const char *arg)
+{
+    refuse_h(ex, status, type, error_type, NULL, fmt, arg);
+}
+
+/* A 429 for a limit gatehouse enforces: retry-after and the limit headers, Anthropic's wording. */
+static void refuse_rate(gh_exchange_t *ex, const gh_limit_result_t *res, const char *error_type,
+                        const char *what)
+{
+    char hdr[1200];
+    size_t n = (size_t)snprintf(hdr, sizeof(hdr), "retry-after: %lld\r\n",
+                                (long long)(res->retry_after_s > 0 ? res->retry_after_s : 1));
+    ratelimit_headers(res, hdr + n, sizeof(hdr) - n);
+    refuse_h(ex, 429, "rate_limit_error", error_type, hdr,
+             "This request would exceed the %s; retry after the time in the retry-after header",
+             what);
 }
 
 /* Re-arms the idle timeout: upstream must show progress within the provider's timeout_ms. */
@@ -198,6 +294,11 @@ static void arm_idle(gh_exchange_t *ex)
 /* Appends the headers gatehouse adds to every relayed answer. */
 static void add_gateway_headers(gh_exchange_t *ex, struct evbuffer *b)
 {
+    if (ex->key_limited) {
+        char rl[1024];
+        size_t n = ratelimit_headers(&ex->key_res, rl, sizeof(rl));
+        evbuffer_add(b, rl, n);
+    }
     evbuffer_add_printf(b,
                         "x-gatehouse-request-id: %s\r\nx-gatehouse-provider: %s\r\n"
                         "x-gatehouse-model: %s\r\nx-gatehouse-attempts: %d\r\n",
@@ -308,6 +409,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
                      buf + vstart, vend - vstart);
     if (gh_http_name_eq(buf, nlen, "retry-after") && vend > vstart)
         ex->retry_after_ms = (int64_t)atoi(buf + vstart) * 1000;
+    if (ex->key_limited && nlen > 20 && strncasecmp(buf, "anthropic-ratelimit-", 20) == 0)
+        return len; /* the key's own limits are what its holder must see */
     if (gh_proxy_forward_resp_header(buf, nlen)) {
         evbuffer_add(ex->resp_headers, buf, nlen);
         evbuffer_add(ex->resp_headers, ": ", 2);
@@ -668,6 +771,35 @@ static int prepare_body(gh_exchange_t *ex, const char **body, size_t *len)
     return GH_OK;
 }
 
+/* The current target's provider is at its own rate limit in gatehouse: the attempt is not made;
+ * the next target is tried, or the client gets a 429 naming the provider. */
+static void provider_full(gh_exchange_t *ex)
+{
+    char body[512];
+    long n;
+
+    gh_log_info("provider %s is at its rate limit; %s", ex->prov->name,
+                ex->target + 1 < ex->route.ntargets ? "trying the next target" : "refusing");
+    if (ex->target + 1 < ex->route.ntargets) {
+        ex->target++;
+        ex->retries = 0;
+        memset(ex->tried, 0, sizeof(ex->tried));
+        memset(ex->excluded, 0, sizeof(ex->excluded));
+        start_attempt(ex);
+        return;
+    }
+    if (ex->rec.attempts > 0 && ex->last_transport == 0 && ex->status != 0) {
+        relay_buffered(ex); /* an earlier target's real answer says more than our own 429 */
+        return;
+    }
+    gh_limits_count_refusal(ex->prov_res.limited == GH_LIMITED_REQUESTS
+                                ? GH_LIMITS_REFUSED_REQUESTS
+                                : GH_LIMITS_REFUSED_TOKENS);
+    n = snprintf(body, sizeof(body), "provider '%s' rate limit", ex->prov->name);
+    GH_UNUSED(n);
+    refuse_rate(ex, &ex->prov_res, "rate_limited", body);
+}
+
 /* Starts one upstream attempt on the current target (moving on when it has no usable key). */
 static void start_attempt(gh_exchange_t *ex)
 {
@@ -685,13 +817,21 @@ static void start_attempt(gh_exchange_t *ex)
             break;
         if (ex->target + 1 >= ex->route.ntargets) {
             if (ex->rec.attempts == 0) {
-                char msg[160];
+                char msg[160], hdr[64];
+                int64_t soonest = 0, now = wall_ms();
+                size_t i;
+                for (i = 0; i < ex->prov->nkeys; i++) {
+                    int64_t until = gh_limits_cooldown_until(ex->prov->keys[i].id, now);
+                    if (until > 0 && (soonest == 0 || until < soonest))
+                        soonest = until;
+                }
+                snprintf(hdr, sizeof(hdr), "retry-after: %lld\r\n",
+                         (long long)(soonest > now ? (soonest - now + 999) / 1000 : 1));
                 snprintf(msg, sizeof(msg), "%s", ex->prov->name);
-                ex->prov = ex->route.targets[ex->target].prov;
-                refuse(ex, 429, "rate_limit_error", "provider_keys_cooling",
-                       "every API key of provider '%s' is cooling down after a rate limit; "
-                       "retry later",
-                       msg);
+                refuse_h(ex, 429, "rate_limit_error", "provider_keys_cooling", hdr,
+                         "every API key of provider '%s' is cooling down after a rate limit; "
+                         "retry after the time in the retry-after header",
+                         msg);
             } else if (ex->last_transport != 0) {
                 fail_transport(ex);
             } else {
@@ -707,6 +847,17 @@ static void start_attempt(gh_exchange_t *ex)
     gh_usage_set(ex->rec.provider, sizeof(ex->rec.provider), ex->prov->name,
                  strlen(ex->prov->name));
     gh_usage_set(ex->rec.model, sizeof(ex->rec.model), t->model, strlen(t->model));
+    /* the previous attempt's provider window keeps its request but no tokens */
+    settle_provider(ex, 0, 0);
+    if (ex->prov->rpm_limit >= 0 || ex->prov->itpm_limit >= 0 || ex->prov->otpm_limit >= 0) {
+        gh_limit_cfg_t pc = {ex->prov->rpm_limit, ex->prov->itpm_limit, ex->prov->otpm_limit};
+        if (gh_limits_admit(GH_LIMITS_KIND_PROVIDER, ex->prov->name, &pc, ex->est_in,
+                            ex->est_out, wall_ms(), &ex->prov_res) != GH_OK) {
+            provider_full(ex);
+            return;
+        }
+        ex->prov_admitted = ex->prov;
+    }
     if (prepare_body(ex, &body, &blen) != GH_OK) {
         refuse(ex, 400, "invalid_request_error", "invalid_request_error",
                "could not apply the model parameters to the request body%s", "");
@@ -800,11 +951,110 @@ static int64_t estimate_input_tokens(size_t body_len)
     return (int64_t)(body_len / 6);
 }
 
+/* Formats unix ms as the usage_log timestamp format. */
+static void iso_ms(int64_t ms, char *out, size_t outsz)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* gh_limits_budget_check's seed: what the key has spent since the period began, from SQLite
+ * (once per key and period across all workers). */
+static double budget_seed(void *arg, int64_t period_start_ms)
+{
+    static const char sql[] =
+        "SELECT coalesce(sum(cost_usd), 0) FROM usage_log WHERE key_id = ?1 AND started_at >= ?2";
+    sqlite3_stmt *st = NULL;
+    char since[64];
+    double spent = 0;
+
+    iso_ms(period_start_ms, since, sizeof(since));
+    if (sqlite3_prepare_v2(gh_worker->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        gh_log_error("sqlite3_prepare_v2(budget seed) failed: %s", sqlite3_errmsg(gh_worker->db));
+        goto done;
+    }
+    sqlite3_bind_text(st, 1, (const char *)arg, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        spent = sqlite3_column_double(st, 0);
+    else
+        gh_log_error("sqlite3_step(budget seed) failed: %s", sqlite3_errmsg(gh_worker->db));
+done:
+    sqlite3_finalize(st);
+    return spent;
+}
+
+/* The key's budget, rate limits and concurrency cap, in that order; answers the refusal itself
+ * (and returns GH_ERR) when one is exhausted. max_tokens is the output estimate. */
+static int admit_key(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t max_tokens)
+{
+    int64_t now = wall_ms();
+    double spent = 0;
+
+    ex->budget = vk->budget_usd;
+    snprintf(ex->budget_period, sizeof(ex->budget_period), "%s",
+             vk->budget_period[0] ? vk->budget_period : "1M");
+    if (ex->budget >= 0 &&
+        gh_limits_budget_check(ex->rec.key_id, ex->budget_period, ex->budget, now, budget_seed,
+                               ex->rec.key_id, &spent) != GH_OK) {
+        char reset[64], msg[240];
+        iso_ms(gh_limits_period_end_ms(ex->budget_period, now), reset, sizeof(reset));
+        snprintf(msg, sizeof(msg), "$%.2f per %s (spent $%.4f); it resets at %s", ex->budget,
+                 ex->budget_period, spent, reset);
+        gh_limits_count_refusal(GH_LIMITS_REFUSED_BUDGET);
+        ex->budget = -1; /* nothing to add */
+        refuse(ex, 402, "billing_error", "budget_exceeded",
+               "this API key has used up its budget of %s", msg);
+        return GH_ERR;
+    }
+    ex->key_cfg.rpm = vk->rpm_limit;
+    ex->key_cfg.itpm = vk->itpm_limit;
+    ex->key_cfg.otpm = vk->otpm_limit;
+    ex->est_in = (int64_t)(ex->req->body_len / 4) + 1;
+    ex->est_out = max_tokens > 0 ? max_tokens : 1;
+    ex->key_limited = vk->rpm_limit >= 0 || vk->itpm_limit >= 0 || vk->otpm_limit >= 0;
+    if (ex->key_limited) {
+        if (gh_limits_admit(GH_LIMITS_KIND_KEY, ex->rec.key_id, &ex->key_cfg, ex->est_in,
+                            ex->est_out, now, &ex->key_res) != GH_OK) {
+            int tokens = ex->key_res.limited != GH_LIMITED_REQUESTS;
+            gh_limits_count_refusal(tokens ? GH_LIMITS_REFUSED_TOKENS : GH_LIMITS_REFUSED_REQUESTS);
+            refuse_rate(ex, &ex->key_res, "rate_limited",
+                        ex->key_res.limited == GH_LIMITED_REQUESTS ? "API key's requests per minute"
+                        : ex->key_res.limited == GH_LIMITED_INPUT_TOKENS
+                            ? "API key's input tokens per minute"
+                            : "API key's output tokens per minute");
+            return GH_ERR;
+        }
+        ex->key_admitted = 1;
+    }
+    if (vk->max_parallel >= 0) {
+        if (gh_limits_enter(GH_LIMITS_KIND_KEY, ex->rec.key_id, vk->max_parallel,
+                            (int32_t)getpid()) != GH_OK) {
+            char msg[64];
+            gh_limits_count_refusal(GH_LIMITS_REFUSED_CONCURRENCY);
+            snprintf(msg, sizeof(msg), "%lld", (long long)vk->max_parallel);
+            /* nothing was sent upstream: the admission is undone, not settled */
+            if (ex->key_admitted)
+                gh_limits_cancel(GH_LIMITS_KIND_KEY, ex->rec.key_id, ex->key_res.admitted_ms,
+                                 ex->est_in, ex->est_out);
+            ex->key_admitted = 0;
+            refuse_h(ex, 429, "rate_limit_error", "concurrency_limited", "retry-after: 1\r\n",
+                     "this API key already has its maximum of %s requests in flight", msg);
+            return GH_ERR;
+        }
+        ex->in_parallel = 1;
+    }
+    return GH_OK;
+}
+
 /* The request pipeline for a native request: authenticate, validate, resolve, authorise,
  * forward. */
 void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
 {
-    static const char *const keys[] = {"model", "stream"};
+    static const char *const keys[] = {"model", "stream", "max_tokens"};
     static const char *const auth_msg[] = {
         [GH_AUTH_OK] = "%s",
         [GH_AUTH_MISSING] = "missing API key: send a gatehouse virtual key in x-api-key or "
@@ -813,7 +1063,7 @@ void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
         [GH_AUTH_REVOKED] = "API key has been revoked%s",
         [GH_AUTH_EXPIRED] = "API key has expired%s",
     };
-    gh_jspan_t spans[2];
+    gh_jspan_t spans[3];
     gh_exchange_t *ex;
     const gh_vkey_t *vk = NULL;
     const char *secret = NULL;
@@ -840,7 +1090,7 @@ void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
         return;
     }
 
-    if (gh_jscan_object(req->body, req->body_len, keys, 2, spans, &err_off) != GH_OK) {
+    if (gh_jscan_object(req->body, req->body_len, keys, 3, spans, &err_off) != GH_OK) {
         snprintf(err, sizeof(err), "%zu", err_off);
         refuse(ex, 400, "invalid_request_error", "invalid_request_error",
                req->body_len == 0 ? "request body is empty: expected a JSON object%s"
@@ -889,6 +1139,10 @@ void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
         refuse(ex, 400, "invalid_request_error", "context_window_exceeded", "%s", err);
         return;
     }
+    if (admit_key(ex, vk, spans[2].type == GH_JSON_NUMBER
+                              ? strtoll(req->body + spans[2].off, NULL, 10)
+                              : 0) != GH_OK)
+        return;
     req->on_abort = on_client_abort;
     req->on_drain = on_client_drain;
     req->handler_arg = ex;

@@ -1,6 +1,7 @@
 // portkey.mjs: runs Portkey's AI gateway (npm @portkey-ai/gateway) for scripts/bench.
 // usage: node portkey.mjs PATH/TO/start-server.js PORT [PROCESSES]
-// - binds 127.0.0.1 only (start-server.js itself listens on every interface);
+// - binds 127.0.0.1 only (start-server.js itself listens on every interface), with the listen
+//   backlog the other targets get;
 // - PROCESSES > 1 runs a node cluster of that many (Portkey has no worker setting of its own);
 // - works around Portkey issues #1389/#1550: it appends x-portkey-* headers to the Response
 //   that fetch() returned, whose headers are immutable under Node's undici, so every streamed
@@ -11,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 
 const [entry, port, procs = '1'] = process.argv.slice(2);
 const n = Math.max(1, parseInt(procs, 10) || 1);
+const BACKLOG = 4096; // as gatehouse's and scripts/bench's nginx (node's default is 511)
 
 if (n > 1 && cluster.isPrimary) {
   let stopping = false;
@@ -28,11 +30,12 @@ if (n > 1 && cluster.isPrimary) {
 } else {
   const listen = net.Server.prototype.listen;
   net.Server.prototype.listen = function (...a) {
+    const cb = a.find((x) => typeof x === 'function');
     if (typeof a[0] === 'number' || (typeof a[0] === 'string' && /^\d+$/.test(a[0]))) {
-      if (a.length < 2 || a[1] === undefined || typeof a[1] === 'string') a[1] = '127.0.0.1';
-      else a.splice(1, 0, '127.0.0.1');
+      a = [a[0], '127.0.0.1', BACKLOG];
+      if (cb) a.push(cb);
     } else if (a[0] && typeof a[0] === 'object' && 'port' in a[0]) {
-      a[0] = { ...a[0], host: '127.0.0.1' };
+      a[0] = { ...a[0], host: '127.0.0.1', backlog: BACKLOG };
     }
     return listen.apply(this, a);
   };

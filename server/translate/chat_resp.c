@@ -129,7 +129,7 @@ int gh_oai_chat_response(const char *model, json_object *msg, gh_buf_t *out)
         goto done;
     if (gh_oai_add_null(choice, "logprobs") != GH_OK ||
         gh_oai_add_str(choice, "finish_reason",
-                       gh_oai_chat_finish(gh_oai_get_str(msg, "stop_reason"))) != GH_OK ||
+                       gh_oai_finish_reason(gh_oai_get_str(msg, "stop_reason"))) != GH_OK ||
         gh_oai_add(doc, "usage", chat_usage(&u)) != GH_OK)
         goto done;
     rc = gh_oai_emit(doc, out);
@@ -341,7 +341,7 @@ static int chat_finish_chunk(gh_oai_stream_t *s, gh_buf_t *out)
         return GH_OK;
     s->finish_sent = 1;
     return chunk(s, delta1(NULL, NULL, 0),
-                 gh_oai_chat_finish(s->stop_reason[0] != '\0' ? s->stop_reason : NULL), NULL,
+                 gh_oai_finish_reason(s->stop_reason[0] != '\0' ? s->stop_reason : NULL), NULL,
                  out);
 }
 

@@ -363,7 +363,7 @@ int64_t gh_oai_usage_prompt(const gh_oai_usage_t *u)
 }
 
 /* Maps an Anthropic stop_reason to a Chat Completions finish_reason (a static string). */
-const char *gh_oai_chat_finish(const char *stop_reason)
+const char *gh_oai_finish_reason(const char *stop_reason)
 {
     if (stop_reason == NULL)
         return "stop";

@@ -486,7 +486,8 @@ int gh_oai_sampling(gh_oai_err_t *e, json_object *body, json_object *req)
         return gh_oai_fail(e, "user", "Invalid type for 'user': expected a string.");
     if (u != NULL && json_object_get_string_len(u) != 0) {
         meta = json_object_new_object();
-        if (gh_oai_add(req, "metadata", meta) != GH_OK || gh_oai_add_ref(meta, "user_id", u))
+        if (gh_oai_add(req, "metadata", meta) != GH_OK ||
+            gh_oai_add_ref(meta, "user_id", u) != GH_OK)
             return gh_oai_oom(e);
     }
     return GH_OK;
@@ -582,8 +583,10 @@ int gh_oai_thinking(gh_oai_err_t *e, json_object *body, json_object *req, json_o
     json_object *native = gh_oai_get(body, "thinking"), *th = NULL, *p;
     int64_t budget = 0;
 
-    if (effort == NULL)
+    if (effort == NULL) {
         effort = gh_oai_get(gh_oai_get(body, "reasoning"), "effort");
+        effort_param = "reasoning.effort";
+    }
     if (native != NULL) {
         const char *type = gh_oai_get_str(native, "type");
         json_object *b = gh_oai_get(native, "budget_tokens");

@@ -72,7 +72,7 @@ int gh_oai_conv_finish(gh_oai_conv_t *c, json_object *req, int json_object_mode,
                        gh_oai_err_t *e);
 void gh_oai_usage_read(gh_oai_usage_t *u, json_object *usage);
 int64_t gh_oai_usage_prompt(const gh_oai_usage_t *u);
-const char *gh_oai_chat_finish(const char *stop_reason);
+const char *gh_oai_finish_reason(const char *stop_reason);
 const char *gh_oai_id_base(const char *id);
 char *gh_oai_strdup(const char *s);
 

@@ -131,18 +131,24 @@ def test_stream_tool_use_and_thinking_pass_through():
 
 
 def test_upstream_errors_are_relayed_unchanged():
+    # 429 last: it puts the provider's only key into a cool-down for its retry-after
     for scenario, status, etype in (("529", 529, "overloaded_error"), ("500", 500, "api_error"),
                                     ("400", 400, "invalid_request_error"),
-                                    ("429", 429, "rate_limit_error"),
-                                    ("404", 404, "not_found_error")):
+                                    ("404", 404, "not_found_error"),
+                                    ("429", 429, "rate_limit_error")):
         mock.reset()
         r = gw.post("/v1/messages", {"model": "m", "max_tokens": 1, "messages": []},
-                    {"x-mock-scenario": scenario, "x-mock-retry-after": "7"})
+                    {"x-mock-scenario": scenario, "x-mock-retry-after": "1"})
         assert r.status == status, (scenario, r)
         assert r.json()["error"]["type"] == etype, r
         assert r.json()["type"] == "error"
         if status == 429:
-            assert r.headers["retry-after"] == "7", r.headers
+            assert r.headers["retry-after"] == "1", r.headers
+    # while the key cools, gatehouse answers for it, saying when to come back
+    r = gw.post("/v1/messages", {"model": "m", "max_tokens": 1, "messages": []})
+    assert r.status == 429 and r.headers["retry-after"] == "1", r
+    assert "cooling down" in r.json()["error"]["message"]
+    time.sleep(1.1)
     # the mock's exact bytes come back
     r = gw.post("/v1/messages", {"model": "m", "max_tokens": 1, "messages": []},
                 {"x-mock-scenario": "529"})

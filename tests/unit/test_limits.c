@@ -46,13 +46,14 @@ static int64_t utc(int y, int mo, int d, int h, int mi, int s)
     return (int64_t)timegm(&tm) * 1000;
 }
 
-/* Every test gets a fresh segment. */
+/* Maps a fresh segment for every test. */
 static int setup(void **state)
 {
     (void)state;
     return gh_limits_create() == GH_OK ? 0 : -1;
 }
 
+/* Unmaps the test's segment (children forked by a test have exited by then). */
 static int teardown(void **state)
 {
     (void)state;
@@ -465,7 +466,7 @@ static void test_concurrency_multiprocess(void **state)
     assert_int_equal(gh_limits_enter(PROV, "anthropic", 5, 1), GH_OK);
 }
 
-/* Does nothing: the alarm only has to interrupt a deadlock and fail the run. */
+/* Ends the run with a failure status: the alarm only fires if a lock deadlocked. */
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -641,8 +642,8 @@ static void test_budget_rollover(void **state)
     assert_true(spent == 4.0);
 }
 
-/* The seed runs outside the lock (a nested call would deadlock otherwise); when another caller
- * stores a seed meanwhile, that one wins. */
+/* A seed that, while it runs, lets another caller seed the same key first (7.0), as a second
+ * worker would; returns 1.0 so the test can tell whose value was kept. */
 static double seed_outer(void *arg, int64_t period_start_ms)
 {
     seed_t *s = arg;
@@ -655,6 +656,8 @@ static double seed_outer(void *arg, int64_t period_start_ms)
     return inner.calls == 1 && spent == 7.0 ? 1.0 : 100.0;
 }
 
+/* The seed runs outside the lock (the nested call above would deadlock otherwise); when another
+ * caller stores a seed meanwhile, that one wins and no one seeds again. */
 static void test_budget_seeded_first(void **state)
 {
     seed_t s = {0, 0.0, 0};
@@ -792,6 +795,7 @@ static void test_no_segment(void **state)
     assert_int_equal(gh_limits_test_lock(0), GH_ERR);
 }
 
+/* Runs every test, each on a fresh segment but the calendar one. */
 int main(void)
 {
     const struct CMUnitTest tests[] = {
