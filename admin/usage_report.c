@@ -11,6 +11,7 @@
 #include "gh.h"
 #include "json.h"
 #include "log.h"
+#include "quota.h"
 #include "shm.h"
 
 #define GH_LOGS_DEFAULT_LIMIT 50
@@ -453,6 +454,23 @@ void gh_adm_metrics(gh_adm_ctx_t *c)
     metrics_head(f, "gatehouse_config_epoch", "gauge",
                  "Configuration epoch, bumped by every admin write.");
     fprintf(f, "gatehouse_config_epoch %llu\n", (unsigned long long)epoch);
+    {
+        static const char *const reasons[GH_LIMITS_NREASONS] = {
+            "requests_rate_limited", "tokens_rate_limited", "concurrency_limited",
+            "budget_exceeded"};
+        uint64_t refused[GH_LIMITS_NREASONS];
+        int i;
+        gh_limits_stats(refused);
+        metrics_head(f, "gatehouse_refusals_total", "counter",
+                     "Requests gatehouse refused itself, by reason.");
+        for (i = 0; i < GH_LIMITS_NREASONS; i++)
+            fprintf(f, "gatehouse_refusals_total{reason=\"%s\"} %llu\n", reasons[i],
+                    (unsigned long long)refused[i]);
+        metrics_head(f, "gatehouse_limits_fail_open_total", "counter",
+                     "Limit checks that admitted a request because a limits table was full.");
+        fprintf(f, "gatehouse_limits_fail_open_total %llu\n",
+                (unsigned long long)gh_limits_fail_opens());
+    }
     ok = metrics_db(c->db, f) == GH_OK;
     if (fclose(f) != 0 || buf == NULL) {
         gh_log_error("fclose(metrics memory stream) failed");

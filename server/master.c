@@ -19,7 +19,7 @@
 
 #include "gh.h"
 #include "http.h"
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 #include "master.h"
 #include "recorder.h"
@@ -63,6 +63,7 @@ static struct {
     gh_slot_t recorder_slot;    /* its respawn back-off */
     int recorder_told;          /* SIGUSR1 (final drain) sent */
     char db_path[1200];
+    unsigned ticks;
 } m;
 
 /* Signal handlers only record what happened; the loop acts. */
@@ -412,6 +413,12 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
             sig_hup = 0;
             if (!m.stopping)
                 reload();
+        }
+        if (sig_tick && ++m.ticks % (10000 / GH_TICK_MS) == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            /* forget idle limit entries so a long-lived gateway never fills the tables */
+            gh_limits_sweep((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
         }
         sig_tick = 0;
         if (m.stopping) {

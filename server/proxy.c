@@ -17,7 +17,7 @@
 #include "auth.h"
 #include "gh.h"
 #include "jscan.h"
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 #include "proxy.h"
 #include "reply.h"

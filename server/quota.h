@@ -1,25 +1,9 @@
-/* limits.h: rate limits, concurrency caps, budgets and key cooldowns shared by all workers. */
+/* quota.h: rate limits, concurrency caps, budgets and key cooldowns shared by all workers. */
 
-/* server/ is on the include path, so this file shadows the C library's <limits.h> for every
- * "#include <limits.h>" in the tree: hand such includes on to the real one (outside the guard,
- * so both are always seen). Clang warns when this file was reached by "limits.h" rather than
- * through the path; it then searches the whole path, which is still right. */
-#if defined(__clang__) && defined(__has_warning)
-#if __has_warning("-Winclude-next-absolute-path")
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Winclude-next-absolute-path"
-#define GH_LIMITS_POP_DIAG
-#endif
-#endif
-#include_next <limits.h>
-#ifdef GH_LIMITS_POP_DIAG
-#undef GH_LIMITS_POP_DIAG
-#pragma clang diagnostic pop
-#endif
+#ifndef GH_QUOTA_H
+#define GH_QUOTA_H
 
-#ifndef GH_LIMITS_H
-#define GH_LIMITS_H
-
+#include <limits.h>
 #include <stdint.h>
 
 /*

@@ -1,4 +1,4 @@
-/* test_limits.c: unit tests of limits.c: windows, settle, processes, holds, budgets, cooldowns. */
+/* test_quota.c: unit tests of quota.c: windows, settle, processes, holds, budgets, cooldowns. */
 #include "config.h"
 
 #include <setjmp.h>
@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "gh.h"
-#include "limits.h"
+#include "quota.h"
 
 #define KEY GH_LIMITS_KIND_KEY
 #define PROV GH_LIMITS_KIND_PROVIDER

@@ -1,4 +1,4 @@
-/* limits.c: rate windows, concurrency holds, budgets and cooldowns under process-shared locks. */
+/* quota.c: rate windows, concurrency holds, budgets and cooldowns under process-shared locks. */
 #include "config.h"
 
 #include <errno.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "gh.h"
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 
 #define GH_LIM_MASK (GH_LIMITS_SLOTS - 1u)
@@ -768,7 +768,7 @@ int gh_limits_budget_check(const char *key_id, const char *period, double budget
     return spent >= budget ? GH_ERR : GH_OK;
 }
 
-/* Adds cost_usd to a seeded period's spend; see limits.h for why an unseeded one drops it. */
+/* Adds cost_usd to a seeded period's spend; see quota.h for why an unseeded one drops it. */
 void gh_limits_budget_add(const char *key_id, const char *period, double cost_usd, int64_t now_ms)
 {
     int64_t start = gh_limits_period_start_ms(period, now_ms);
@@ -887,7 +887,7 @@ uint64_t gh_limits_fail_opens(void)
                              : 0;
 }
 
-/* Tests only: takes a table's lock and keeps it (see limits.h). */
+/* Tests only: takes a table's lock and keeps it (see quota.h). */
 int gh_limits_test_lock(int table)
 {
     if (gh_limits == NULL || table < 0 || table >= GH_LIMITS_NTABLES)
