@@ -475,3 +475,27 @@ size_t gh_auth_nprices(void)
 {
     return cache.nprices;
 }
+
+/* See auth.h. */
+gh_auth_result_t gh_auth_request(const gh_http_head_t *h, const gh_keys_t *keys,
+                                 const gh_vkey_t **vk, const char **msg)
+{
+    static const char *const msgs[] = {
+        [GH_AUTH_OK] = "",
+        [GH_AUTH_MISSING] = "missing API key: send a gatehouse virtual key in x-api-key or "
+                            "Authorization: Bearer",
+        [GH_AUTH_UNKNOWN] = "invalid API key",
+        [GH_AUTH_REVOKED] = "API key has been revoked",
+        [GH_AUTH_EXPIRED] = "API key has expired",
+    };
+    const char *secret = NULL;
+    size_t slen = 0;
+    struct timespec ts;
+    gh_auth_result_t r;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gh_auth_extract(h, &secret, &slen);
+    r = gh_auth_lookup(keys, secret, slen, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, vk);
+    *msg = msgs[r];
+    return r;
+}

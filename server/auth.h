@@ -66,6 +66,12 @@ gh_auth_result_t gh_auth_lookup(const gh_keys_t *keys, const char *secret, size_
 /* The price of model: an exact row, else the longest matching pattern. NULL when unknown. */
 const gh_price_t *gh_auth_price(const char *model);
 
+/* Authenticates a client request from its headers at the current time. Returns the result,
+ * *vk (the key row when one matched, even revoked or expired) and *msg, the client-facing
+ * message for a failure. */
+gh_auth_result_t gh_auth_request(const gh_http_head_t *h, const gh_keys_t *keys,
+                                 const gh_vkey_t **vk, const char **msg);
+
 /* The alias target of name for key k, or NULL. */
 const char *gh_auth_alias(const gh_vkey_t *k, const char *name);
 

@@ -1055,23 +1055,14 @@ static int admit_key(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t max_tokens)
 void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
 {
     static const char *const keys[] = {"model", "stream", "max_tokens"};
-    static const char *const auth_msg[] = {
-        [GH_AUTH_OK] = "%s",
-        [GH_AUTH_MISSING] = "missing API key: send a gatehouse virtual key in x-api-key or "
-                            "Authorization: Bearer%s",
-        [GH_AUTH_UNKNOWN] = "invalid API key%s",
-        [GH_AUTH_REVOKED] = "API key has been revoked%s",
-        [GH_AUTH_EXPIRED] = "API key has expired%s",
-    };
     gh_jspan_t spans[3];
     gh_exchange_t *ex;
     const gh_vkey_t *vk = NULL;
-    const char *secret = NULL;
-    size_t err_off = 0, slen = 0;
+    const char *amsg = NULL;
+    size_t err_off = 0;
     gh_auth_result_t ar;
     char model[GH_MODEL_MAX], err[300];
-    struct timespec ts;
-    int64_t now_ms, window;
+    int64_t window;
 
     gh_worker_refresh();
     ex = exchange_new(req, upstream_path);
@@ -1079,14 +1070,11 @@ void gh_proxy_messages(gh_http_req_t *req, const char *upstream_path)
         gh_reply_error(req, GH_SHAPE_ANTHROPIC, 500, "api_error", NULL, "out of memory");
         return;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    gh_auth_extract(&req->head, &secret, &slen);
-    ar = gh_auth_lookup(&gh_worker->keys, secret, slen, now_ms, &vk);
+    ar = gh_auth_request(&req->head, &gh_worker->keys, &vk, &amsg);
     if (vk != NULL)
         gh_usage_set(ex->rec.key_id, sizeof(ex->rec.key_id), vk->id, strlen(vk->id));
     if (ar != GH_AUTH_OK) {
-        refuse(ex, 401, "authentication_error", "authentication_error", auth_msg[ar], "");
+        refuse(ex, 401, "authentication_error", "authentication_error", "%s", amsg);
         return;
     }
 

@@ -16,6 +16,7 @@
 #include "gh.h"
 #include "log.h"
 #include "shm.h"
+#include "models.h"
 #include "proxy.h"
 #include "route.h"
 #include "reply.h"
@@ -148,6 +149,14 @@ static void client_handler(gh_http_req_t *req, void *arg)
             return;
         }
         gh_proxy_messages(req, path);
+        return;
+    }
+    if (strcmp(path, "/v1/models") == 0) {
+        if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
+            method_not_allowed(req, "GET");
+            return;
+        }
+        gh_models_handle(req);
         return;
     }
     gh_reply_error(req, GH_SHAPE_ANTHROPIC, 404, "not_found_error", NULL, "no route for %s %s",
@@ -306,6 +315,7 @@ done:
         evconnlistener_free(w.admin_l);
     gh_http_server_free(wk.client);
     gh_http_server_free(wk.admin);
+    gh_models_cleanup();
     gh_upstream_cleanup();
     if (w.sig_term != NULL)
         event_free(w.sig_term);

@@ -180,6 +180,20 @@ def rss_kb(pid):
     return 0
 
 
+def rss_parts(pid):
+    """VmRSS and its parts (RssAnon, RssFile, RssShmem) in KB."""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k = line.split(":", 1)[0]
+                if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                    out[k] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
 def machine():
     model = "?"
     try:
@@ -493,6 +507,7 @@ class Bench:
         self.gh = self.start_gatehouse("gatehouse", {})
         time.sleep(0.3)
         self.rss["fresh_kb"] = [rss_kb(p) for p in self.workers_of(self.gh)]
+        self.rss["fresh_parts"] = [rss_parts(p) for p in self.workers_of(self.gh)]
         if "6" in cases:
             try:
                 self.gh_off = self.start_gatehouse("gatehouse-nolog", {"GATEHOUSE_USAGE_LOG": "off"})
@@ -533,9 +548,11 @@ class Bench:
         if "4" in cases:
             time.sleep(0.5)
             self.rss["idle_kb"] = [rss_kb(p) for p in self.workers_of(self.gh)]
+            self.rss["idle_parts"] = [rss_parts(p) for p in self.workers_of(self.gh)]
             self.run_streams()
             time.sleep(0.5)
             self.rss["after_kb"] = [rss_kb(p) for p in self.workers_of(self.gh)]
+            self.rss["after_parts"] = [rss_parts(p) for p in self.workers_of(self.gh)]
         # every answered request should become a usage_log row (the recorder batches them)
         time.sleep(1.0)
         self.usage["answered_2xx"] = self.answered.get("gatehouse", 0)
@@ -723,6 +740,11 @@ def report(b, ratios, T, m):
               "peak %s; growth %s KB per open stream" % (
                   b.rss.get("fresh_kb"), rr["idle"], rr["open_at_peak"], rr["at_peak_open"], rr["max"],
                   fmt(b.rss.get("growth_kb_per_stream"), "%.1f")))
+        parts = lambda ps: ", ".join("%d+%d+%d" % (x.get("RssAnon", 0), x.get("RssFile", 0), x.get("RssShmem", 0))
+                                     for x in ps or [])
+        if b.rss.get("idle_parts"):
+            p("  as anon+file+shmem KB: at start %s; idle before streams %s; after streams %s" % (
+                parts(b.rss.get("fresh_parts")), parts(b.rss.get("idle_parts")), parts(b.rss.get("after_parts"))))
         p("delay = arrival gap between consecutive events minus the mock's %d ms pacing; "
           "extra p99 = target's p99 - direct's p99" % a.interval_ms)
     p("")
