@@ -24,7 +24,8 @@
 /* Computes the anthropic-beta value to send upstream. client is the client's anthropic-beta header
  * value (may be NULL or ""; comma-separated list; kept untouched and first, in order). The body
  * (a JSON object, the Messages/count_tokens request; may be NULL or empty for endpoints without a
- * JSON body) is inspected for features that need a beta; flags say e.g. this is a files endpoint.
+ * JSON body) is inspected for features that need a beta; flags say e.g. this is a files endpoint
+ * (whose multipart or empty body is then not inspected).
  * Betas the body needs and the client header lacks are appended, then provider policy applies:
  * add[] (always added if missing) and strip[] (removed wherever they came from, for upstreams that
  * refuse them). Tokens are compared trimmed and case-sensitively; nothing is added twice. Writes

@@ -13,7 +13,10 @@ typedef struct {
     size_t cap;
 } gh_buf_t;
 
-#define GH_BUF_INIT {NULL, 0, 0}
+#define GH_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Makes room for n more bytes (plus the NUL) without changing the contents. */
 int gh_buf_reserve(gh_buf_t *b, size_t n);

@@ -20,6 +20,7 @@ void gh_config_defaults(gh_config_t *cfg)
     cfg->workers = 0;
     cfg->drain_timeout = GH_DEFAULT_DRAIN_TIMEOUT;
     cfg->max_body = GH_DEFAULT_MAX_BODY;
+    cfg->max_upload = GH_DEFAULT_MAX_UPLOAD;
 }
 
 /* Parses a decimal integer in [lo, hi] with nothing after it. */
@@ -105,7 +106,8 @@ static int parse_size(const char *s, size_t *out)
 int gh_config_parse(gh_config_t *cfg, int argc, char **argv, char *err, size_t errsz)
 {
     static const char *const valued[] = {"--listen",        "--admin-listen", "--data-dir",
-                                         "--workers",       "--drain-timeout", "--max-body"};
+                                         "--workers",       "--drain-timeout", "--max-body",
+                                         "--max-upload"};
     int i;
 
     for (i = 1; i < argc; i++) {
@@ -168,6 +170,9 @@ int gh_config_parse(gh_config_t *cfg, int argc, char **argv, char *err, size_t e
         } else if (strcmp(name, "--max-body") == 0) {
             if (parse_size(val, &cfg->max_body) != GH_OK)
                 goto bad;
+        } else if (strcmp(name, "--max-upload") == 0) {
+            if (parse_size(val, &cfg->max_upload) != GH_OK)
+                goto bad;
         }
         continue;
     bad:
@@ -187,6 +192,7 @@ void gh_config_usage(void *f)
     fprintf((FILE *)f,
             "usage: gatehouse [--listen HOST:PORT] [--admin-listen HOST:PORT] [--data-dir DIR]\n"
             "                 [--workers N] [--drain-timeout SECONDS] [--max-body SIZE]\n"
+            "                 [--max-upload SIZE]\n"
             "                 [--version] [--help]\n"
             "\n"
             "  --listen HOST:PORT         client API (default %s)\n"
@@ -195,6 +201,7 @@ void gh_config_usage(void *f)
             "  --workers N                worker processes (default: number of CPUs)\n"
             "  --drain-timeout SECONDS    grace period for in-flight requests on stop (default %d)\n"
             "  --max-body SIZE            largest request body, e.g. 32M (default 32M)\n"
+            "  --max-upload SIZE          largest file upload, streamed (default 500M)\n"
             "\n"
             "environment: GATEHOUSE_ADMIN_TOKEN, GATEHOUSE_MASTER_KEY, ANTHROPIC_API_KEY,\n"
             "             ANTHROPIC_BASE_URL, GH_LOG_LEVEL (debug|info|warn|error)\n",

@@ -17,6 +17,7 @@
 #define GH_DEFAULT_DATA_DIR "./var"
 #define GH_DEFAULT_DRAIN_TIMEOUT 30
 #define GH_DEFAULT_MAX_BODY (32u * 1024u * 1024u)
+#define GH_DEFAULT_MAX_UPLOAD ((size_t)500u * 1024u * 1024u)
 #define GH_DEFAULT_UPSTREAM_TIMEOUT_MS 600000
 #define GH_DEFAULT_BASE_URL "https://api.anthropic.com"
 

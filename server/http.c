@@ -25,6 +25,7 @@
 #define GH_HTTP_LINGER_S 2           /* after an error answer, read and discard for this long */
 #define GH_HTTP_OUT_LOW (64 * 1024)  /* output level under which a paused producer resumes */
 #define GH_HTTP_IN_HIGH (256 * 1024) /* input held while a request is being handled */
+#define GH_HTTP_BODY_HIGH (4 * 1024 * 1024) /* a streamed body buffered ahead of its consumer */
 
 enum conn_state {
     CONN_READ_HEAD = 0,
@@ -53,6 +54,8 @@ struct gh_http_server {
     size_t max_body;
     gh_http_handler_t handler;
     void *arg;
+    int (*wants_stream)(const gh_http_head_t *head, void *arg);
+    size_t max_stream_body;
     struct gh_conn_list conns;
     size_t nconns;
     size_t busy;
@@ -407,6 +410,8 @@ static void req_free(gh_http_req_t *req)
 {
     if (req == NULL)
         return;
+    if (req->body_in != NULL)
+        evbuffer_free(req->body_in);
     free(req->head_buf);
     free(req->body);
     free(req);
@@ -540,6 +545,77 @@ static int body_append(void *arg, const char *p, size_t n)
     return GH_OK;
 }
 
+/* Appends decoded chunked bytes to a streamed body. */
+static int stream_append(void *arg, const char *p, size_t n)
+{
+    gh_conn_t *c = arg;
+    gh_http_req_t *req = c->req;
+
+    if (req->body_len + n > c->srv->max_stream_body)
+        return GH_ERR;
+    req->body_len += n;
+    return evbuffer_add(req->body_in, p, n) == 0 ? GH_OK : GH_ERR;
+}
+
+/* Moves what arrived of a streamed body into req->body_in and tells the handler. Returns -1 when
+ * the body is malformed or too large (the connection is then closed after the handler is
+ * aborted). */
+static int conn_stream_body(gh_conn_t *c, struct evbuffer *in)
+{
+    gh_http_req_t *req = c->req;
+    size_t before = evbuffer_get_length(req->body_in);
+
+    if (req->body_done)
+        return 0;
+    if (req->head.chunked) {
+        size_t avail = evbuffer_get_length(in), used = 0;
+        int rc = 0;
+        if (avail > 0)
+            rc = gh_chunked_decode(&c->chunk, (const char *)evbuffer_pullup(in, -1), avail, &used,
+                                   stream_append, c);
+        evbuffer_drain(in, used);
+        if (rc < 0)
+            return -1;
+        if (rc == 1)
+            req->body_done = 1;
+    } else {
+        size_t want = (size_t)(req->head.content_length > 0 ? req->head.content_length : 0);
+        size_t n = evbuffer_get_length(in);
+        if (n > want - req->body_len)
+            n = want - req->body_len;
+        if (n > 0) {
+            evbuffer_remove_buffer(in, req->body_in, n);
+            req->body_len += n;
+        }
+        if (req->body_len >= want)
+            req->body_done = 1;
+    }
+    if (req->body_done)
+        conn_set_timeouts(c, 0); /* the body is in: the handler may take its time */
+    else if (evbuffer_get_length(req->body_in) >= GH_HTTP_BODY_HIGH)
+        bufferevent_disable(c->bev, EV_READ); /* the consumer is slower: stop reading */
+    if ((evbuffer_get_length(req->body_in) != before || req->body_done) && req->on_body != NULL)
+        req->on_body(req->handler_arg);
+    return 0;
+}
+
+/* See http.h. */
+void gh_http_body_consumed(gh_http_req_t *req)
+{
+    gh_conn_t *c = req->conn;
+    if (!req->body_done && evbuffer_get_length(req->body_in) < GH_HTTP_BODY_HIGH / 2)
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+/* See http.h. */
+void gh_http_server_set_streaming(gh_http_server_t *srv,
+                                  int (*wants)(const gh_http_head_t *head, void *arg),
+                                  size_t max_body)
+{
+    srv->wants_stream = wants;
+    srv->max_stream_body = max_body;
+}
+
 /* Hands a complete request to the handler. Nothing of c may be touched after the call: the
  * handler may finish the request (and a close may follow) before it returns. */
 static void conn_dispatch(gh_conn_t *c)
@@ -558,8 +634,13 @@ static void conn_dispatch(gh_conn_t *c)
     srv->busy++;
     /* keep reading so a client that goes away is noticed, but hold little of what it sends */
     bufferevent_setwatermark(c->bev, EV_READ, 0, GH_HTTP_IN_HIGH);
-    conn_set_timeouts(c, 0);
+    conn_set_timeouts(c, req->body_streaming ? GH_HTTP_HEAD_TIMEOUT_S : 0);
     srv->handler(req, srv->arg);
+    /* req may be finished and freed by now; c lives until an event callback closes it. A
+     * streamed body may already be waiting in the input buffer. */
+    if (c->req != NULL && c->req->body_streaming &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* Parses the head at the front of the input once it is complete. Returns 1 when the caller
@@ -621,6 +702,27 @@ static int conn_read_head(gh_conn_t *c, struct evbuffer *in)
     }
     c->keep_alive = req->head.keep_alive && !c->srv->draining;
     req->is_head_method = strcmp(req->head.method, "HEAD") == 0;
+    if (c->srv->wants_stream != NULL && (req->head.content_length > 0 || req->head.chunked) &&
+        c->srv->wants_stream(&req->head, c->srv->arg)) {
+        if (req->head.content_length > 0 &&
+            (uint64_t)req->head.content_length > c->srv->max_stream_body) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "request body exceeds the limit of %zu bytes",
+                     c->srv->max_stream_body);
+            conn_fail(c, 413, "request_too_large", msg);
+            return -1;
+        }
+        if ((req->body_in = evbuffer_new()) == NULL) {
+            conn_fail(c, 500, "api_error", "out of memory");
+            return -1;
+        }
+        req->body_streaming = 1;
+        memset(&c->chunk, 0, sizeof(c->chunk));
+        if (req->head.expect_continue)
+            evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+        conn_dispatch(c);
+        return -1; /* the handler owns the request now; body bytes flow in conn_read_cb */
+    }
     if (req->head.content_length > 0 && (uint64_t)req->head.content_length > c->srv->max_body) {
         char msg[128];
         snprintf(msg, sizeof(msg), "request body exceeds the limit of %zu bytes", c->srv->max_body);
@@ -698,8 +800,17 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         conn_dispatch(c);
         return;
     case CONN_HANDLING:
-    case CONN_CLOSING:
+        if (c->req != NULL && c->req->body_streaming && !c->req->body_done) {
+            size_t len = c->req->body_len;
+            if (conn_stream_body(c, in) != 0) {
+                gh_log_info("client %s: streamed body %s", c->peer,
+                            len >= c->srv->max_stream_body ? "too large" : "malformed");
+                conn_free(c); /* aborts the handler */
+            }
+        }
         return; /* pipelined input waits for the current response */
+    case CONN_CLOSING:
+        return;
     case CONN_LINGER:
         evbuffer_drain(in, evbuffer_get_length(in));
         return;

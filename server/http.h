@@ -86,6 +86,13 @@ typedef struct gh_http_req {
      * never touch req again. on_drain runs when queued output falls below the low watermark. */
     void (*on_abort)(void *arg);
     void (*on_drain)(void *arg);
+    /* Streamed request bodies (see gh_http_server_set_streaming): the handler runs as soon as the
+     * head is in; body bytes collect in body_in as they arrive, body_done says the body ended,
+     * and on_body runs after each arrival. */
+    struct evbuffer *body_in;
+    int body_streaming;
+    int body_done;
+    void (*on_body)(void *arg);
     void *handler_arg;
 } gh_http_req_t;
 
@@ -95,6 +102,17 @@ typedef void (*gh_http_handler_t)(gh_http_req_t *req, void *arg);
  * request body (413 beyond it). The caller owns the result. */
 gh_http_server_t *gh_http_server_new(struct event_base *base, size_t max_body,
                                      gh_http_handler_t handler, void *arg);
+
+/* Requests for which wants(head) returns 1 are handed to the handler as soon as their head is
+ * in, with the body streaming into req->body_in (up to max_body bytes, 413 beyond), so large
+ * uploads are never held whole in memory. */
+void gh_http_server_set_streaming(gh_http_server_t *srv,
+                                  int (*wants)(const gh_http_head_t *head, void *arg),
+                                  size_t max_body);
+
+/* The handler took bytes out of req->body_in: reading from the client resumes when it had been
+ * paused for a full buffer. */
+void gh_http_body_consumed(gh_http_req_t *req);
 
 /* Takes ownership of an accepted, non-blocking socket and serves it. */
 int gh_http_server_adopt(gh_http_server_t *srv, evutil_socket_t fd, const struct sockaddr *sa,

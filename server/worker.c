@@ -18,6 +18,7 @@
 #include "shm.h"
 #include "models.h"
 #include "proxy.h"
+#include "resources.h"
 #include "route.h"
 #include "reply.h"
 #include "upstream.h"
@@ -151,6 +152,8 @@ static void client_handler(gh_http_req_t *req, void *arg)
         gh_proxy_messages(req, path);
         return;
     }
+    if (gh_resources_handle(req, path))
+        return;
     if (strcmp(path, "/v1/models") == 0) {
         if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0) {
             method_not_allowed(req, "GET");
@@ -282,6 +285,7 @@ int gh_worker_run(const gh_worker_args_t *args)
     wk.admin = gh_http_server_new(wk.base, wk.cfg->max_body, admin_handler, &wk);
     if (wk.client == NULL || wk.admin == NULL)
         goto done;
+    gh_http_server_set_streaming(wk.client, gh_resources_wants_stream, wk.cfg->max_upload);
     w.client_l = evconnlistener_new(wk.base, on_accept, wk.client, LEV_OPT_CLOSE_ON_FREE, -1,
                                     args->client_fd);
     w.admin_l = evconnlistener_new(wk.base, on_accept, wk.admin, LEV_OPT_CLOSE_ON_FREE, -1,

@@ -629,10 +629,10 @@ def evaluate(b):
 
     T = []
 
-    def tgt(label, v, op, lim, shown="%.2f", na_why=None):
+    def tgt(label, v, op, lim, shown="%.2f"):
         ok = None if v is None else (v >= lim if op == ">=" else v <= lim)
         T.append({"target": label, "value": v, "op": op, "limit": lim, "pass": ok,
-                  "shown": fmt(v, shown), "why": na_why})
+                  "shown": fmt(v, shown)})
 
     tgt("case 1: gatehouse req/s >= 0.8 x nginx", ratios["1"]["gatehouse/nginx"], ">=", 0.8)
     tgt("case 1: gatehouse req/s >= 20 x Portkey", ratios["1"]["gatehouse/portkey"], ">=", 20.0, "%.1f")
@@ -642,7 +642,7 @@ def evaluate(b):
     done = None if "completed" not in gs else gs["completed"] / float(gs["streams"])
     T.append({"target": "case 4: all streams complete through gatehouse", "value": done, "op": ">=",
               "limit": 1.0, "pass": None if done is None else done >= 1.0,
-              "shown": "n/a" if done is None else "%d/%d" % (gs["completed"], gs["streams"]), "why": None})
+              "shown": "n/a" if done is None else "%d/%d" % (gs["completed"], gs["streams"])})
     tgt("case 4: extra per-event delay p99 <= 2 ms", extra["gatehouse"], "<=", 2.0, "%.2f ms")
     fresh = b.rss.get("fresh_kb")
     tgt("case 4: worker RSS idle at start <= 16 MB (largest)", max(fresh) / 1024.0 if fresh else None,

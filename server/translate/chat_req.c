@@ -71,8 +71,7 @@ static int chat_part(gh_oai_err_t *e, gh_oai_conv_t *c, const char *role, json_o
 
     gh_oai_path(p, "messages[%zu].content[%zu]", i, j);
     if (type == NULL)
-        return gh_oai_fail(e, gh_oai_path(q, "%s.type", p), "Missing required parameter: '%s'.",
-                           q);
+        return gh_oai_fail(e, gh_oai_path(q, "%s.type", p), "Missing required parameter: '%s'.", q);
     if (strcmp(type, "text") == 0 || strcmp(type, "refusal") == 0) {
         v = gh_oai_get(part, type);
         if (v == NULL || !json_object_is_type(v, json_type_string))
@@ -100,8 +99,8 @@ static int chat_part(gh_oai_err_t *e, gh_oai_conv_t *c, const char *role, json_o
     } else if (strcmp(type, "file") == 0) {
         v = gh_oai_get(part, "file");
         if (v == NULL || !json_object_is_type(v, json_type_object))
-            return gh_oai_fail(e, gh_oai_path(q, "%s.file", p),
-                               "Missing required parameter: '%s'.", q);
+            return gh_oai_fail(e, gh_oai_path(q, "%s.file", p), "Missing required parameter: '%s'.",
+                               q);
         b = gh_oai_file_block(e, v, gh_oai_path(q, "%s.file", p));
     } else if (strcmp(type, "image") == 0 || strcmp(type, "document") == 0) {
         return gh_oai_conv_add(c, role, json_object_get(part)) == GH_OK ? GH_OK : gh_oai_oom(e);
@@ -192,8 +191,8 @@ static int assistant_msg(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *m, size
         json_object *input;
         if (id == NULL || name == NULL)
             return gh_oai_fail(e, gh_oai_path(p, "messages[%zu].tool_calls[%zu]", i, j),
-                               "Missing required parameter: 'messages[%zu].tool_calls[%zu].%s'.",
-                               i, j, id == NULL ? "id" : "function.name");
+                               "Missing required parameter: 'messages[%zu].tool_calls[%zu].%s'.", i,
+                               j, id == NULL ? "id" : "function.name");
         if (gh_oai_tool_input(
                 e, gh_oai_get(fn, "arguments"),
                 gh_oai_path(p, "messages[%zu].tool_calls[%zu].function.arguments", i, j),
@@ -437,7 +436,8 @@ int gh_oai_chat_request(json_object *body, const gh_oai_opts_t *opts, gh_oai_req
         gh_oai_thinking(e, body, req, gh_oai_get(body, "reasoning_effort"), "reasoning_effort",
                         &max_tokens) != GH_OK)
         goto done;
-    if (gh_oai_add_int(req, "max_tokens", max_tokens) != GH_OK || gh_oai_passthrough(body, req)) {
+    if (gh_oai_add_int(req, "max_tokens", max_tokens) != GH_OK ||
+        gh_oai_passthrough(body, req) != GH_OK) {
         gh_oai_oom(e);
         goto done;
     }

@@ -115,7 +115,8 @@ int gh_oai_chat_response(const char *model, json_object *msg, gh_buf_t *out)
     if (gh_oai_push(choices, choice) != GH_OK || gh_oai_add_int(choice, "index", 0) != GH_OK)
         goto done;
     m = json_object_new_object();
-    if (gh_oai_add(choice, "message", m) != GH_OK || gh_oai_add_str(m, "role", "assistant") ||
+    if (gh_oai_add(choice, "message", m) != GH_OK ||
+        gh_oai_add_str(m, "role", "assistant") != GH_OK ||
         (has_text ? gh_oai_add_strn(m, "content", text.data != NULL ? text.data : "", text.len)
                   : gh_oai_add_null(m, "content")) != GH_OK ||
         gh_oai_add_null(m, "refusal") != GH_OK)
@@ -264,10 +265,10 @@ static int block_start(gh_oai_stream_t *s, json_object *ev, gh_buf_t *out)
         b->type = GH_OAI_BLK_TEXT;
         v = gh_oai_get(cb, "text");
         if (v != NULL && json_object_get_string_len(v) != 0)
-            return chunk(s,
-                         delta1("content", json_object_get_string(v),
-                                (size_t)json_object_get_string_len(v)),
-                         NULL, NULL, out);
+            return chunk(
+                s,
+                delta1("content", json_object_get_string(v), (size_t)json_object_get_string_len(v)),
+                NULL, NULL, out);
     } else if (strcmp(type, "tool_use") == 0) {
         const char *id = gh_oai_get_str(cb, "id"), *name = gh_oai_get_str(cb, "name");
         b->type = GH_OAI_BLK_TOOL;
@@ -301,15 +302,14 @@ static int block_delta(gh_oai_stream_t *s, json_object *ev, gh_buf_t *out)
         return GH_OK;
     if (strcmp(type, "text_delta") == 0 && b->type == GH_OAI_BLK_TEXT &&
         (v = gh_oai_get(d, "text")) != NULL && json_object_get_string_len(v) != 0)
-        return chunk(s,
-                     delta1("content", json_object_get_string(v),
-                            (size_t)json_object_get_string_len(v)),
-                     NULL, NULL, out);
+        return chunk(
+            s, delta1("content", json_object_get_string(v), (size_t)json_object_get_string_len(v)),
+            NULL, NULL, out);
     if (strcmp(type, "input_json_delta") == 0 && b->type == GH_OAI_BLK_TOOL &&
         (v = gh_oai_get(d, "partial_json")) != NULL && json_object_get_string_len(v) != 0) {
         b->sent = 1;
-        return tool_delta(s, b, 0, json_object_get_string(v),
-                          (size_t)json_object_get_string_len(v), out);
+        return tool_delta(s, b, 0, json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                          out);
     }
     if (strcmp(type, "thinking_delta") == 0 && b->type == GH_OAI_BLK_THINKING &&
         (v = gh_oai_get(d, "thinking")) != NULL && json_object_get_string_len(v) != 0)

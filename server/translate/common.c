@@ -12,7 +12,7 @@
 /* The instruction that stands in for OpenAI's JSON mode: Anthropic has no schema-less JSON mode,
  * so the model is told in the system prompt instead. */
 #define JSON_MODE_INSTRUCTION                                                                      \
-    "Respond with a single valid JSON object and nothing else: no prose and no markdown code "    \
+    "Respond with a single valid JSON object and nothing else: no prose and no markdown code "     \
     "fences."
 
 static time_t (*oai_clock)(void);
@@ -94,15 +94,14 @@ const char *gh_oai_get_str(json_object *obj, const char *key)
 {
     json_object *v = gh_oai_get(obj, key);
 
-    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-                                                                 : NULL;
+    return v != NULL && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
 /* Tells whether o is a JSON number. */
 int gh_oai_is_num(json_object *o)
 {
-    return o != NULL && (json_object_is_type(o, json_type_int) ||
-                         json_object_is_type(o, json_type_double));
+    return o != NULL &&
+           (json_object_is_type(o, json_type_int) || json_object_is_type(o, json_type_double));
 }
 
 /* Sets obj[key] = val, taking ownership of val in every case; a NULL val means an allocation
@@ -295,16 +294,14 @@ int gh_oai_conv_cache_last(gh_oai_conv_t *c, size_t mark, json_object *cache_con
 /* Stores "system" and "messages" in req. The system texts are joined with blank lines into one
  * string unless one of them carries cache_control, which only the block form can hold.
  * json_object_mode adds the JSON-mode instruction last. */
-int gh_oai_conv_finish(gh_oai_conv_t *c, json_object *req, int json_object_mode,
-                       gh_oai_err_t *e)
+int gh_oai_conv_finish(gh_oai_conv_t *c, json_object *req, int json_object_mode, gh_oai_err_t *e)
 {
     gh_buf_t sys = GH_BUF_INIT;
     size_t n;
     int rc = GH_ERR;
 
     if (json_object_mode &&
-        gh_oai_conv_system(c, JSON_MODE_INSTRUCTION, strlen(JSON_MODE_INSTRUCTION), NULL) !=
-            GH_OK)
+        gh_oai_conv_system(c, JSON_MODE_INSTRUCTION, strlen(JSON_MODE_INSTRUCTION), NULL) != GH_OK)
         goto done;
     n = json_object_array_length(c->system);
     if (n != 0 && c->system_cache) {

@@ -17,8 +17,7 @@ static int read_prompt(gh_oai_err_t *e, json_object *body, json_object **p)
 {
     json_object *v = gh_oai_get(body, "prompt");
 
-    if (v != NULL && json_object_is_type(v, json_type_array) &&
-        json_object_array_length(v) == 1)
+    if (v != NULL && json_object_is_type(v, json_type_array) && json_object_array_length(v) == 1)
         v = json_object_array_get_idx(v, 0);
     if (v == NULL)
         return gh_oai_fail(e, "prompt", "Missing required parameter: 'prompt'.");
@@ -116,8 +115,8 @@ int gh_oai_complete_response(const char *model, json_object *msg, gh_buf_t *out)
     ch = json_object_new_object();
     if (gh_oai_push(choices, ch) != GH_OK || gh_oai_add_ref(ch, "text", completion) != GH_OK ||
         gh_oai_add_int(ch, "index", 0) != GH_OK || gh_oai_add_null(ch, "logprobs") != GH_OK ||
-        gh_oai_add_str(ch, "finish_reason",
-                       complete_finish(gh_oai_get_str(msg, "stop_reason"))) != GH_OK)
+        gh_oai_add_str(ch, "finish_reason", complete_finish(gh_oai_get_str(msg, "stop_reason"))) !=
+            GH_OK)
         goto done;
     gh_oai_usage_read(&usage, gh_oai_get(msg, "usage"));
     if (usage.seen) {

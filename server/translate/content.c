@@ -12,8 +12,8 @@ static const struct {
     const char *effort;
     int64_t budget;
 } efforts[] = {
-    {"none", 0},       {"minimal", 1024}, {"low", 1024},
-    {"medium", 4096},  {"high", 16384},   {"xhigh", 32768},
+    {"none", 0},      {"minimal", 1024}, {"low", 1024},
+    {"medium", 4096}, {"high", 16384},   {"xhigh", 32768},
 };
 
 /* Anthropic request members an OpenAI body may carry and that pass unchanged (top_k and
@@ -154,8 +154,7 @@ static json_object *data_block(gh_oai_err_t *e, const char *media, const char *d
             goto done;
         }
         if (memchr(text.data, '\0', text.len) != NULL) {
-            gh_oai_fail(e, param, "Invalid value for '%s': a text/plain file must be text.",
-                        param);
+            gh_oai_fail(e, param, "Invalid value for '%s': a text/plain file must be text.", param);
             goto done;
         }
         const char *kv[] = {"media_type", "text/plain", "data", text.data, NULL};
@@ -179,27 +178,27 @@ json_object *gh_oai_image_block(gh_oai_err_t *e, const char *url, const char *pa
     char media[64];
     const char *data;
     int b64;
-    json_object *b;
+    json_object *b = NULL;
 
     if (strncmp(url, "data:", 5) == 0) {
-        if (data_url(url, media, sizeof media, &data, &b64) != GH_OK || !b64)
-            return gh_oai_fail(e, param,
-                               "Invalid value for '%s': expected a base64 data URL "
-                               "(data:image/png;base64,...).",
-                               param),
-                   NULL;
+        if (data_url(url, media, sizeof media, &data, &b64) != GH_OK || !b64) {
+            gh_oai_fail(e, param,
+                        "Invalid value for '%s': expected a base64 data URL "
+                        "(data:image/png;base64,...).",
+                        param);
+            goto done;
+        }
         b = data_block(e, media, data, param);
     } else if (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0) {
         const char *kv[] = {"url", url, NULL};
         b = source_block("image", "url", kv);
     } else {
-        return gh_oai_fail(e, param,
-                           "Invalid value for '%s': expected a data URL or an http(s) URL.",
-                           param),
-               NULL;
+        gh_oai_fail(e, param, "Invalid value for '%s': expected a data URL or an http(s) URL.",
+                    param);
     }
+done:
     if (b == NULL)
-        gh_oai_oom(e);
+        gh_oai_oom(e); /* keeps the client error when there is one */
     return b;
 }
 
@@ -218,11 +217,11 @@ json_object *gh_oai_file_block(gh_oai_err_t *e, json_object *file, const char *p
     json_object *b = NULL;
 
     if (fdata != NULL && strncmp(fdata, "data:", 5) == 0) {
-        if (data_url(fdata, media, sizeof media, &data, &b64) != GH_OK || !b64)
-            return gh_oai_fail(e, param,
-                               "Invalid value for '%s.file_data': expected a base64 data URL.",
-                               param),
-                   NULL;
+        if (data_url(fdata, media, sizeof media, &data, &b64) != GH_OK || !b64) {
+            gh_oai_fail(e, param, "Invalid value for '%s.file_data': expected a base64 data URL.",
+                        param);
+            goto done;
+        }
         b = data_block(e, media, data, param);
     } else if (fdata != NULL) {
         const char *kv[] = {"media_type", "application/pdf", "data", fdata, NULL};
@@ -234,20 +233,20 @@ json_object *gh_oai_file_block(gh_oai_err_t *e, json_object *file, const char *p
         const char *kv[] = {"url", furl, NULL};
         b = source_block("document", "url", kv);
     } else {
-        return gh_oai_fail(e, param,
-                           "Missing required parameter: '%s.file_data' or '%s.file_id'.", param,
-                           param),
-               NULL;
+        gh_oai_fail(e, param, "Missing required parameter: '%s.file_data' or '%s.file_id'.", param,
+                    param);
+        goto done;
     }
-    if (b == NULL)
-        return gh_oai_oom(e), NULL;
     /* Only documents carry a title; a file that turned out to be an image keeps none. */
-    if (fname != NULL && fname[0] != '\0' &&
+    if (b != NULL && fname != NULL && fname[0] != '\0' &&
         strcmp(gh_oai_get_str(b, "type"), "document") == 0 &&
         gh_oai_add_str(b, "title", fname) != GH_OK) {
         json_object_put(b);
-        return gh_oai_oom(e), NULL;
+        b = NULL;
     }
+done:
+    if (b == NULL)
+        gh_oai_oom(e); /* keeps the client error when there is one */
     return b;
 }
 
@@ -400,8 +399,9 @@ int gh_oai_tool_choice(gh_oai_err_t *e, json_object *req, json_object *choice,
                                t != NULL ? t : "(missing)");
         }
     } else if (choice != NULL) {
-        return gh_oai_fail(e, param, "Invalid type for 'tool_choice': expected a string or an "
-                                     "object.");
+        return gh_oai_fail(e, param,
+                           "Invalid type for 'tool_choice': expected a string or an "
+                           "object.");
     }
     if (gh_oai_get(req, "tools") == NULL) {
         json_object_put(tc);
@@ -418,8 +418,7 @@ int gh_oai_tool_choice(gh_oai_err_t *e, json_object *req, json_object *choice,
     if (tc == NULL)
         return GH_OK;
     if (parallel != NULL && !json_object_get_boolean(parallel) &&
-        strcmp(gh_oai_get_str(tc, "type") != NULL ? gh_oai_get_str(tc, "type") : "", "none") !=
-            0 &&
+        strcmp(gh_oai_get_str(tc, "type") != NULL ? gh_oai_get_str(tc, "type") : "", "none") != 0 &&
         gh_oai_add(tc, "disable_parallel_tool_use", json_object_new_boolean(1)) != GH_OK)
         goto fail;
     return gh_oai_add(req, "tool_choice", tc) == GH_OK ? GH_OK : gh_oai_oom(e);
@@ -444,8 +443,7 @@ int gh_oai_max_tokens(gh_oai_err_t *e, json_object *v, const char *param, int64_
         return gh_oai_fail(e, param, "Invalid type for '%s': expected an integer.", param);
     }
     if (*out < 1 || *out > 100000000)
-        return gh_oai_fail(e, param, "Invalid value for '%s': expected a positive integer.",
-                           param);
+        return gh_oai_fail(e, param, "Invalid value for '%s': expected a positive integer.", param);
     return GH_OK;
 }
 
@@ -461,9 +459,9 @@ int gh_oai_sampling(gh_oai_err_t *e, json_object *body, json_object *req)
         if (!gh_oai_is_num(t) || json_object_get_double(t) < 0)
             return gh_oai_fail(e, "temperature",
                                "Invalid value for 'temperature': expected a number from 0 to 2.");
-        if (json_object_get_double(t) > 1 ? gh_oai_add(req, "temperature",
-                                                       json_object_new_double(1.0)) != GH_OK
-                                          : gh_oai_add_ref(req, "temperature", t) != GH_OK)
+        if (json_object_get_double(t) > 1
+                ? gh_oai_add(req, "temperature", json_object_new_double(1.0)) != GH_OK
+                : gh_oai_add_ref(req, "temperature", t) != GH_OK)
             return gh_oai_oom(e);
     }
     if (p != NULL) {
@@ -502,8 +500,7 @@ int gh_oai_stop(gh_oai_err_t *e, json_object *stop, json_object *req, const char
 
     if (stop == NULL)
         return GH_OK;
-    if (!json_object_is_type(stop, json_type_string) &&
-        !json_object_is_type(stop, json_type_array))
+    if (!json_object_is_type(stop, json_type_string) && !json_object_is_type(stop, json_type_array))
         return gh_oai_fail(e, "stop",
                            "Invalid type for 'stop': expected a string or an array of strings.");
     arr = json_object_new_array();
@@ -612,7 +609,8 @@ int gh_oai_thinking(gh_oai_err_t *e, json_object *body, json_object *req, json_o
     }
     if (gh_oai_add(req, "thinking", th) != GH_OK)
         return gh_oai_oom(e);
-    if (budget > 0 && budget >= *max_tokens)
+    /* a budget out of Anthropic's range is left for the upstream to refuse */
+    if (budget > 0 && budget <= 100000000 && budget >= *max_tokens)
         *max_tokens += budget;
     if (budget > 0 || (native != NULL && strcmp(gh_oai_get_str(native, "type"), "disabled") != 0)) {
         json_object_object_del(req, "temperature");
@@ -626,8 +624,7 @@ int gh_oai_thinking(gh_oai_err_t *e, json_object *body, json_object *req, json_o
 
 /* Sets req.output_format to Anthropic's structured output for a JSON schema (the schema object
  * is shared; OpenAI's name and strict have no counterpart). */
-int gh_oai_output_schema(gh_oai_err_t *e, json_object *req, json_object *schema,
-                         const char *param)
+int gh_oai_output_schema(gh_oai_err_t *e, json_object *req, json_object *schema, const char *param)
 {
     json_object *of;
 

@@ -15,11 +15,11 @@ typedef struct {
 } gh_oai_opts_t;
 
 typedef struct {
-    char *body;      /* malloc'd Anthropic request JSON (Messages, or /v1/complete for COMPLETIONS) */
+    char *body; /* malloc'd Anthropic request JSON (Messages, or /v1/complete for COMPLETIONS) */
     size_t body_len;
-    char model[160]; /* the model the client asked for (routing happens later, on this name) */
-    int stream;      /* the client asked for a stream */
-    int include_usage;         /* chat: stream_options.include_usage */
+    char model[160];   /* the model the client asked for (routing happens later, on this name) */
+    int stream;        /* the client asked for a stream */
+    int include_usage; /* chat: stream_options.include_usage */
     const char *upstream_path; /* "/v1/messages" or "/v1/complete" (static string) */
 } gh_oai_req_t;
 

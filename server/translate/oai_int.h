@@ -13,9 +13,9 @@
 
 #define GH_OAI_DEFAULT_MAX_TOKENS 4096
 #define GH_OAI_MIN_THINKING 1024
-#define GH_OAI_PARAM_MAX 160     /* room for one parameter path such as messages[3].content[1] */
-#define GH_OAI_MAX_BLOCKS 4096   /* content blocks one streamed answer may open */
-#define GH_OAI_JSON_DEPTH 128    /* nesting the parser accepts (json-c's default is 32) */
+#define GH_OAI_PARAM_MAX 160   /* room for one parameter path such as messages[3].content[1] */
+#define GH_OAI_MAX_BLOCKS 4096 /* content blocks one streamed answer may open */
+#define GH_OAI_JSON_DEPTH 128  /* nesting the parser accepts (json-c's default is 32) */
 
 /* Where a request translation reports a client error: the status to answer, a message and the
  * offending parameter, all in the caller's buffers. */
@@ -68,8 +68,7 @@ void gh_oai_conv_free(gh_oai_conv_t *c);
 int gh_oai_conv_add(gh_oai_conv_t *c, const char *role, json_object *block);
 int gh_oai_conv_system(gh_oai_conv_t *c, const char *text, size_t len, json_object *cache_control);
 int gh_oai_conv_cache_last(gh_oai_conv_t *c, size_t mark, json_object *cache_control);
-int gh_oai_conv_finish(gh_oai_conv_t *c, json_object *req, int json_object_mode,
-                       gh_oai_err_t *e);
+int gh_oai_conv_finish(gh_oai_conv_t *c, json_object *req, int json_object_mode, gh_oai_err_t *e);
 void gh_oai_usage_read(gh_oai_usage_t *u, json_object *usage);
 int64_t gh_oai_usage_prompt(const gh_oai_usage_t *u);
 const char *gh_oai_finish_reason(const char *stop_reason);
@@ -92,8 +91,7 @@ int gh_oai_sampling(gh_oai_err_t *e, json_object *body, json_object *req);
 int gh_oai_stop(gh_oai_err_t *e, json_object *stop, json_object *req, const char *key);
 int gh_oai_thinking(gh_oai_err_t *e, json_object *body, json_object *req, json_object *effort,
                     const char *effort_param, int64_t *max_tokens);
-int gh_oai_output_schema(gh_oai_err_t *e, json_object *req, json_object *schema,
-                         const char *param);
+int gh_oai_output_schema(gh_oai_err_t *e, json_object *req, json_object *schema, const char *param);
 int gh_oai_passthrough(json_object *body, json_object *req);
 
 /* ---- streaming state, shared by chat_resp.c, resp_out.c and stream.c ---- */
@@ -116,14 +114,14 @@ typedef struct {
 
 struct gh_oai_stream {
     gh_oai_kind_t kind;
-    char *model;       /* model echoed to the client */
-    int model_fixed;   /* model came from the client, not from message_start */
-    char *id;          /* Anthropic message id ("" until message_start) */
+    char *model;     /* model echoed to the client */
+    int model_fixed; /* model came from the client, not from message_start */
+    char *id;        /* Anthropic message id ("" until message_start) */
     time_t created;
     int include_usage;
-    int started;       /* chat: role chunk sent; Responses: response.created sent */
-    int closed;        /* the OpenAI stream is complete; later events are ignored */
-    int finish_sent;   /* chat: the finish_reason chunk went out */
+    int started;     /* chat: role chunk sent; Responses: response.created sent */
+    int closed;      /* the OpenAI stream is complete; later events are ignored */
+    int finish_sent; /* chat: the finish_reason chunk went out */
     char stop_reason[40];
     gh_oai_usage_t usage;
     gh_oai_block_t *blocks;

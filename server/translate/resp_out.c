@@ -74,8 +74,8 @@ json_object *gh_oai_resp_object(const char *msg_id, const char *model, time_t cr
         gh_oai_add_str(r, "tool_choice", "auto") != GH_OK ||
         gh_oai_add(r, "tools", json_object_new_array()) != GH_OK ||
         gh_oai_add(r, "store", json_object_new_boolean(0)) != GH_OK ||
-        (usage != NULL ? gh_oai_add(r, "usage", resp_usage(usage))
-                       : gh_oai_add_null(r, "usage")) != GH_OK ||
+        (usage != NULL ? gh_oai_add(r, "usage", resp_usage(usage)) : gh_oai_add_null(r, "usage")) !=
+            GH_OK ||
         gh_oai_add(r, "metadata", json_object_new_object()) != GH_OK)
         goto fail;
     return r;
@@ -124,7 +124,8 @@ static json_object *call_item(const char *id, const char *call_id, const char *n
         gh_oai_add_str(c, "type", "function_call") != GH_OK ||
         gh_oai_add_str(c, "status", status) != GH_OK ||
         gh_oai_add_strn(c, "arguments", args, n) != GH_OK ||
-        gh_oai_add_str(c, "call_id", call_id) != GH_OK || gh_oai_add_str(c, "name", name) != GH_OK) {
+        gh_oai_add_str(c, "call_id", call_id) != GH_OK ||
+        gh_oai_add_str(c, "name", name) != GH_OK) {
         json_object_put(c);
         return NULL;
     }
@@ -284,8 +285,7 @@ static json_object *ev_new(const char *type)
 
 /* Builds {type, item_id, output_index[, content_index|summary_index]} for the events that
  * address a part of an output item; which < 0 leaves the index out. */
-static json_object *ev_item(const char *type, const gh_oai_block_t *b, const char *which,
-                            int index)
+static json_object *ev_item(const char *type, const gh_oai_block_t *b, const char *which, int index)
 {
     json_object *ev = ev_new(type);
 
@@ -314,8 +314,8 @@ static int emit_item(gh_oai_stream_t *s, const char *type, int index, json_objec
 
 /* Emits a lifecycle event carrying the whole response: response.created, .in_progress,
  * .completed or .failed. err (code, message) is set on failed responses. */
-static int emit_response(gh_oai_stream_t *s, const char *type, const char *status,
-                         const char *code, const char *message, gh_buf_t *out)
+static int emit_response(gh_oai_stream_t *s, const char *type, const char *status, const char *code,
+                         const char *message, gh_buf_t *out)
 {
     json_object *ev = ev_new(type), *empty = NULL, *r = NULL, *err;
     int live = strcmp(status, "in_progress") == 0;
@@ -634,8 +634,7 @@ static int block_delta(gh_oai_stream_t *s, json_object *ev, gh_buf_t *out)
         v = gh_oai_get(d, "thinking");
     if (v == NULL || !json_object_is_type(v, json_type_string))
         return GH_OK;
-    return block_text(s, b, json_object_get_string(v), (size_t)json_object_get_string_len(v),
-                      out);
+    return block_text(s, b, json_object_get_string(v), (size_t)json_object_get_string_len(v), out);
 }
 
 /* Translates one Anthropic event (message_start and message_delta already tracked) into

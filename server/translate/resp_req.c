@@ -36,8 +36,9 @@ static int resp_part(gh_oai_err_t *e, gh_oai_conv_t *c, const char *role, json_o
     json_object *cache = gh_oai_get(part, "cache_control"), *b = NULL, *v;
 
     if (type == NULL)
-        return gh_oai_fail(e, gh_oai_path(q, "%s.type", param), "Missing required parameter: "
-                                                                "'%s'.",
+        return gh_oai_fail(e, gh_oai_path(q, "%s.type", param),
+                           "Missing required parameter: "
+                           "'%s'.",
                            q);
     if (strcmp(type, "input_text") == 0 || strcmp(type, "output_text") == 0 ||
         strcmp(type, "text") == 0 || strcmp(type, "refusal") == 0) {
@@ -110,12 +111,11 @@ static int message_item(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *item, co
     size_t n;
 
     if (role == NULL)
-        return gh_oai_fail(e, gh_oai_path(p, "%s.role", param),
-                           "Missing required parameter: '%s'.", p);
+        return gh_oai_fail(e, gh_oai_path(p, "%s.role", param), "Missing required parameter: '%s'.",
+                           p);
     if (strcmp(role, "developer") == 0)
         role = "system";
-    if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 &&
-        strcmp(role, "assistant") != 0)
+    if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)
         return gh_oai_fail(e, gh_oai_path(p, "%s.role", param),
                            "Invalid value for '%s': expected 'user', 'assistant', 'system' or "
                            "'developer'.",
@@ -130,9 +130,8 @@ static int message_item(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *item, co
             return gh_oai_conv_system(c, json_object_get_string(content), len, NULL) == GH_OK
                        ? GH_OK
                        : gh_oai_oom(e);
-        return gh_oai_conv_add(c, role,
-                               gh_oai_text_block(json_object_get_string(content), len, NULL)) ==
-                       GH_OK
+        return gh_oai_conv_add(
+                   c, role, gh_oai_text_block(json_object_get_string(content), len, NULL)) == GH_OK
                    ? GH_OK
                    : gh_oai_oom(e);
     }
@@ -151,8 +150,7 @@ static int message_item(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *item, co
 
 /* Converts a function_call_output item into a tool_result block of the user turn; output is a
  * string or input_text/input_image parts. */
-static int call_output_item(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *item,
-                            const char *param)
+static int call_output_item(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *item, const char *param)
 {
     char p[GH_OAI_PARAM_MAX];
     const char *id = gh_oai_get_str(item, "call_id");
@@ -161,8 +159,7 @@ static int call_output_item(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *item
     int rc = GH_ERR;
 
     if (id == NULL) {
-        gh_oai_fail(e, gh_oai_path(p, "%s.call_id", param), "Missing required parameter: '%s'.",
-                    p);
+        gh_oai_fail(e, gh_oai_path(p, "%s.call_id", param), "Missing required parameter: '%s'.", p);
         goto done;
     }
     b = json_object_new_object();
@@ -252,8 +249,7 @@ static int resp_input(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *input)
         if (len == 0)
             return GH_OK;
         return gh_oai_conv_add(c, "user",
-                               gh_oai_text_block(json_object_get_string(input), len, NULL)) ==
-                       GH_OK
+                               gh_oai_text_block(json_object_get_string(input), len, NULL)) == GH_OK
                    ? GH_OK
                    : gh_oai_oom(e);
     }
@@ -353,8 +349,9 @@ static int resp_format(gh_oai_err_t *e, json_object *req, json_object *text, int
     if (f == NULL)
         return GH_OK;
     if (type == NULL)
-        return gh_oai_fail(e, "text.format.type", "Missing required parameter: "
-                                                  "'text.format.type'.");
+        return gh_oai_fail(e, "text.format.type",
+                           "Missing required parameter: "
+                           "'text.format.type'.");
     if (strcmp(type, "text") == 0)
         return GH_OK;
     if (strcmp(type, "json_object") == 0) {
@@ -373,7 +370,8 @@ int gh_oai_resp_request(json_object *body, const gh_oai_opts_t *opts, gh_oai_req
                         json_object *req, gh_oai_err_t *e)
 {
     gh_oai_conv_t conv;
-    json_object *mt = gh_oai_get(body, "max_output_tokens"), *ins = gh_oai_get(body, "instructions");
+    json_object *mt = gh_oai_get(body, "max_output_tokens"),
+                *ins = gh_oai_get(body, "instructions");
     json_object *bg = gh_oai_get(body, "background");
     int64_t max_tokens = opts != NULL && opts->default_max_tokens > 0 ? opts->default_max_tokens
                                                                       : GH_OAI_DEFAULT_MAX_TOKENS;
@@ -387,8 +385,8 @@ int gh_oai_resp_request(json_object *body, const gh_oai_opts_t *opts, gh_oai_req
             gh_oai_fail(e, stateful[i].key, "%s", stateful[i].why);
             goto done;
         }
-    if (bg != NULL && (!json_object_is_type(bg, json_type_boolean) ||
-                       json_object_get_boolean(bg))) {
+    if (bg != NULL &&
+        (!json_object_is_type(bg, json_type_boolean) || json_object_get_boolean(bg))) {
         gh_oai_fail(e, "background",
                     "gatehouse does not store responses: background responses are not "
                     "supported.");

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -25,12 +26,33 @@
 
 #define MOCK_MAX_BODY (64 * 1024 * 1024)
 #define MOCK_RECORD_MAX 2000
+#define MOCK_RECORD_UPLOAD 4096             /* bytes of an upload's body that are recorded */
+#define MOCK_FILES_MAX (256 * 1024 * 1024) /* bytes of file content kept in all */
+#define MOCK_CHUNK (64 * 1024)             /* download chunk */
+#define MOCK_BATCH_MAX 100000              /* requests in one message batch */
+#define MOCK_FILES_BETA "files-api-2025-04-14"
 #define MOCK_BACKLOG 4096
 #define N_ELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define ADD(b, lit) evbuffer_add((b), (lit), sizeof(lit) - 1)
 #define GETS (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
 
-enum route { R_MESSAGES, R_COUNT, R_MODELS, R_HEALTH, R_RECORDS, R_RESET, R_STATS };
+/* Routes before R_HEALTH are Anthropic API routes, the rest the mock's own. */
+enum route {
+    R_MESSAGES,
+    R_COUNT,
+    R_MODELS,
+    R_BATCHES,
+    R_BATCH,
+    R_CANCEL,
+    R_RESULTS,
+    R_FILES,
+    R_FILE,
+    R_CONTENT,
+    R_HEALTH,
+    R_RECORDS,
+    R_RESET,
+    R_STATS
+};
 /* Scenarios up to SC_ECHO answer successfully (and may stream); the rest are errors. */
 enum scen {
     SC_OK,
@@ -44,7 +66,7 @@ enum scen {
     SC_BAD_BODY,
     SC_UNKNOWN
 };
-enum phase { PH_WAIT, PH_STREAM, PH_CUT };
+enum phase { PH_WAIT, PH_STREAM, PH_CUT, PH_XFER };
 /* Stream plan steps; B1 marks a step of content block 1 instead of block 0. */
 enum op {
     OP_END,
@@ -109,6 +131,13 @@ static const struct {
     {"/v1/messages", R_MESSAGES, EVHTTP_REQ_POST, "POST"},
     {"/v1/messages/count_tokens", R_COUNT, EVHTTP_REQ_POST, "POST"},
     {"/v1/models", R_MODELS, GETS, "GET, HEAD"},
+    {"/v1/messages/batches", R_BATCHES, GETS | EVHTTP_REQ_POST, "GET, HEAD, POST"},
+    {"/v1/messages/batches/*", R_BATCH, GETS | EVHTTP_REQ_DELETE, "GET, HEAD, DELETE"},
+    {"/v1/messages/batches/*/cancel", R_CANCEL, EVHTTP_REQ_POST, "POST"},
+    {"/v1/messages/batches/*/results", R_RESULTS, EVHTTP_REQ_GET, "GET"},
+    {"/v1/files", R_FILES, GETS | EVHTTP_REQ_POST, "GET, HEAD, POST"},
+    {"/v1/files/*", R_FILE, GETS | EVHTTP_REQ_DELETE, "GET, HEAD, DELETE"},
+    {"/v1/files/*/content", R_CONTENT, EVHTTP_REQ_GET, "GET"},
     {"/", R_HEALTH, GETS, "GET, HEAD"},
     {"/healthz", R_HEALTH, GETS, "GET, HEAD"},
     {"/_mock/requests", R_RECORDS, EVHTTP_REQ_GET, "GET"},
@@ -155,12 +184,16 @@ static const char *const ev_fixed[] = {
 /* Everything known about one request; pointers borrow from root or from the request itself. */
 struct call {
     unsigned long id;
-    int route, scen, stream;
+    int route, method, scen, stream, batch_pending;
     const struct mock_err *err; /* SC_ERROR */
     const char *bad;            /* SC_UNKNOWN: the scenario name; SC_BAD_BODY: what is wrong */
     long events, interval_ms, delay_ms, in_tok, out_tok, cache_c, cache_r, retry_after, cut_after;
+    long results_ms;
     const char *model, *body;
     size_t model_len, body_len;
+    const char *host;    /* Host header, for results_url; NULL when absent */
+    const char *msg_pfx; /* put between "msg_mock_" and id in a message's id */
+    char obj[80];        /* the {id} segment of the path, truncated */
     struct json_object *root; /* parsed body, owned by whoever owns the call */
 };
 
@@ -174,6 +207,7 @@ static const struct call call_defaults = {
     .model = "claude-mock",
     .model_len = 11,
     .body = "",
+    .msg_pfx = "",
 };
 
 static const struct {
@@ -190,11 +224,45 @@ static const struct {
     {"cache-read", offsetof(struct call, cache_r), 1000000000},
     {"retry-after", offsetof(struct call, retry_after), 86400},
     {"cut-after", offsetof(struct call, cut_after), 1000000},
+    {"results-interval-ms", offsetof(struct call, results_ms), 3600000},
+};
+
+/* A stored file. Its id comes first so that lists can read it through a plain pointer. The
+ * store holds one reference and every download one more, so deleting a file that is being
+ * downloaded frees it only when the download ends. */
+struct mfile {
+    char id[32];
+    unsigned refs;
+    time_t created;
+    char *name, *mime;
+    unsigned char *data;
+    size_t size;
+};
+
+enum batch_status { BS_IN_PROGRESS, BS_CANCELING, BS_ENDED };
+enum { RC_PROCESSING, RC_SUCCEEDED, RC_ERRORED, RC_CANCELED, RC_EXPIRED, RC_N };
+
+/* A message batch: its state, the usage its results report, and its requests (a JSON array it
+ * holds a reference to). Its id comes first, as in struct mfile. */
+struct batch {
+    char id[40];
+    char pfx[28]; /* message ids of its results: msg_mock_<pfx><request number> */
+    int status, canceled;
+    time_t created, ended, cancel_at;
+    long counts[RC_N], in_tok, out_tok, cache_c, cache_r;
+    struct json_object *requests;
+};
+
+/* Batches or files in creation order; lists show them newest first. */
+struct list {
+    void **v;
+    size_t n, cap;
 };
 
 /* A request answered by a timer (delay, pacing, cut) or, with heap = 0, an inline stream. Heap
  * jobs own themselves and c.root; the request stays evhttp's unless the connection drops, and
- * then it is the job's to free (see job_closed). */
+ * then it is the job's to free (see job_closed). PH_XFER jobs send a chunked body from out (one
+ * line per chunk) or from file (MOCK_CHUNK bytes per chunk, from off), and own both. */
 struct job {
     struct job *prev, *next;
     struct evhttp_request *req;
@@ -204,6 +272,9 @@ struct job {
     const unsigned char *plan;
     int phase, pi, heap, polls;
     long rep, sent;
+    struct evbuffer *out;
+    struct mfile *file;
+    size_t off;
 };
 
 static struct {
@@ -213,7 +284,9 @@ static struct {
     struct json_tokener *tok;
     struct job *jobs;            /* live heap jobs */
     struct json_object *records; /* array of recorded requests, oldest first */
-    unsigned long next_id, requests, streams_open, streams_done;
+    unsigned long next_id, requests, streams_open, streams_done, next_batch, next_file;
+    struct list batches, files;
+    size_t file_bytes; /* content bytes of the stored files */
     char port[8];
     int record, verbose;
 } g;
@@ -311,9 +384,9 @@ static void put_usage(struct evbuffer *b, const struct call *c, long out)
 static void put_message(struct evbuffer *b, const struct call *c)
 {
     evbuffer_add_printf(b,
-                        "{\"id\":\"msg_mock_%lu\",\"type\":\"message\",\"role\":\"assistant\","
+                        "{\"id\":\"msg_mock_%s%lu\",\"type\":\"message\",\"role\":\"assistant\","
                         "\"model\":",
-                        c->id);
+                        c->msg_pfx, c->id);
     json_escape(b, c->model, c->model_len);
     ADD(b, ",\"content\":[");
     if (c->scen == SC_TOOL) {
@@ -346,41 +419,59 @@ static long model_index(const char *id)
     return -1;
 }
 
-/* Answers GET /v1/models in Anthropic's list shape, honouring limit, after_id and before_id. */
-static void reply_models(struct evhttp_request *req, const struct call *c)
+/* Picks the page of an n-item list (in display order) that the query's limit (1..1000, default
+ * 20), after_id and before_id ask for: items [*first, *last), *more when the list goes on past
+ * it. pos maps an id to its position, or -1 (an unknown id gives an empty page). Returns 0, or -1
+ * after answering 400. */
+static int page_range(struct evhttp_request *req, const struct call *c, long n,
+                      long (*pos)(const char *), long *first, long *last, int *more)
 {
-    struct evbuffer *b = evhttp_request_get_output_buffer(req);
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    long n = (long)N_ELEM(models), limit = 20, start = 0, end = n, i;
+    long limit = 20, start = 0, end = n, i;
     const char *after, *before, *lim;
     struct evkeyvalq q = {NULL, &q.tqh_first};
     char *endp;
-    int more;
+    int rc = -1;
 
     if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
         reply_error(req, c, find_err(400), "gh-mock: malformed query string", NULL);
-        return;
+        return -1;
     }
     lim = evhttp_find_header(&q, "limit");
     after = evhttp_find_header(&q, "after_id");
     before = evhttp_find_header(&q, "before_id");
     if (lim != NULL && ((limit = strtol(lim, &endp, 10)) < 1 || limit > 1000 || *endp != '\0')) {
-        evhttp_clear_headers(&q);
         reply_error(req, c, find_err(400), "limit: must be between 1 and 1000", NULL);
-        return;
+        goto done;
     }
     if (after != NULL)
-        start = (i = model_index(after)) < 0 ? n : i + 1;
+        start = (i = pos(after)) < 0 ? n : i + 1;
     if (before != NULL)
-        end = (i = model_index(before)) < 0 ? 0 : i;
+        end = (i = pos(before)) < 0 ? 0 : i;
     if (before != NULL && after == NULL) { /* the page just before before_id */
         start = end - limit > 0 ? end - limit : 0;
-        more = start > 0;
+        *more = start > 0;
     } else {
-        more = start + limit < end;
-        end = more ? start + limit : end;
+        *more = start + limit < end;
+        end = *more ? start + limit : end;
     }
-    start = start > end ? end : start;
+    *first = start > end ? end : start;
+    *last = end;
+    rc = 0;
+done:
+    evhttp_clear_headers(&q);
+    return rc;
+}
+
+/* Answers GET /v1/models in Anthropic's list shape, honouring limit, after_id and before_id. */
+static void reply_models(struct evhttp_request *req, const struct call *c)
+{
+    struct evbuffer *b = evhttp_request_get_output_buffer(req);
+    long start, end, i;
+    int more;
+
+    if (page_range(req, c, (long)N_ELEM(models), model_index, &start, &end, &more) != 0)
+        return;
     ADD(b, "{\"data\":[");
     for (i = start; i < end; i++)
         evbuffer_add_printf(b,
@@ -393,7 +484,6 @@ static void reply_models(struct evhttp_request *req, const struct call *c)
                             models[end - 1].id);
     else
         ADD(b, "\"first_id\":null,\"last_id\":null}");
-    evhttp_clear_headers(&q);
     reply_json(req, c->id, 200, "OK");
 }
 

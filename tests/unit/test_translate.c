@@ -149,8 +149,7 @@ static void assert_json_equal(const char *name, const char *what, const char *ex
         print_error("golden %s (%s):\nexpected: %s\nactual:   %s\n", name, what,
                     e != NULL ? json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN)
                               : "(not JSON)",
-                    a != NULL ? json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN)
-                              : actual);
+                    a != NULL ? json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN) : actual);
     }
     json_object_put(e);
     json_object_put(a);
@@ -265,8 +264,7 @@ static void run_stream(const golden_t *g)
     char *in = golden_file(g, ".stream.in", NULL), *want;
     sse_ev_t *evs, *wev, *aev;
     size_t n = split_sse(in, &evs), nw, na, before;
-    gh_oai_stream_t *s =
-        gh_oai_stream_new(g->kind, MODEL_CHAT, strstr(g->name, "_usage") != NULL);
+    gh_oai_stream_t *s = gh_oai_stream_new(g->kind, MODEL_CHAT, strstr(g->name, "_usage") != NULL);
 
     assert_non_null(s);
     for (size_t i = 0; i < n; i++)
@@ -408,16 +406,15 @@ static void translate(gh_oai_kind_t kind, const char *body, tr_t *t)
 }
 
 /* Asserts that body is refused with 400, naming param, with a message containing needle. */
-static void expect_400(gh_oai_kind_t kind, const char *body, const char *param,
-                       const char *needle)
+static void expect_400(gh_oai_kind_t kind, const char *body, const char *param, const char *needle)
 {
     tr_t t;
 
     translate(kind, body, &t);
     if (t.rc != GH_ERR || t.status != 400 || strcmp(t.param, param) != 0 ||
         strstr(t.err, needle) == NULL)
-        fail_msg("body %s: rc %d status %d param '%s' (want '%s') err '%s' (want '%s')", body,
-                 t.rc, t.status, t.param, param, t.err, needle);
+        fail_msg("body %s: rc %d status %d param '%s' (want '%s') err '%s' (want '%s')", body, t.rc,
+                 t.status, t.param, param, t.err, needle);
     assert_null(t.req.body);
     gh_oai_req_free(&t.req);
 }
@@ -426,7 +423,8 @@ static void expect_400(gh_oai_kind_t kind, const char *body, const char *param,
 static void test_n_greater_than_one(void **state)
 {
     (void)state;
-    expect_400(GH_OAI_CHAT, "{\"model\":\"m\",\"n\":2,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+    expect_400(GH_OAI_CHAT,
+               "{\"model\":\"m\",\"n\":2,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
                "n", "'n'");
     expect_400(GH_OAI_COMPLETIONS, "{\"model\":\"m\",\"n\":3,\"prompt\":\"x\"}", "n", "'n'");
 }
@@ -531,8 +529,7 @@ static void test_malformed_requests(void **state)
                "tools[0].type", "web_search_preview");
     expect_400(GH_OAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"]}", "prompt",
                "one string");
-    expect_400(GH_OAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[1,2,3]}", "prompt",
-               "one string");
+    expect_400(GH_OAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":[1,2,3]}", "prompt", "one string");
 }
 
 /* Content parts that Anthropic cannot take are refused with the part's path. */
@@ -640,9 +637,8 @@ static void test_error_mapping(void **state)
          "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid "
          "x-api-key\"}}",
          "invalid x-api-key", "authentication_error", "invalid_api_key"},
-        {403,
-         "{\"type\":\"error\",\"error\":{\"type\":\"permission_error\",\"message\":\"no\"}}", "no",
-         "permission_error", NULL},
+        {403, "{\"type\":\"error\",\"error\":{\"type\":\"permission_error\",\"message\":\"no\"}}",
+         "no", "permission_error", NULL},
         {404,
          "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\",\"message\":\"model: "
          "claude-9\"}}",
@@ -665,9 +661,8 @@ static void test_error_mapping(void **state)
          "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":"
          "\"Overloaded\"}}",
          "Overloaded", "server_error", "overloaded"},
-        {402,
-         "{\"type\":\"error\",\"error\":{\"type\":\"billing_error\",\"message\":\"pay\"}}", "pay",
-         "insufficient_quota", "insufficient_quota"},
+        {402, "{\"type\":\"error\",\"error\":{\"type\":\"billing_error\",\"message\":\"pay\"}}",
+         "pay", "insufficient_quota", "insufficient_quota"},
         {502, "<html>Bad Gateway</html>\n", "<html>Bad Gateway</html>", "server_error", NULL},
         {429, "", "The upstream API answered with HTTP status 429.", "rate_limit_error",
          "rate_limit_exceeded"},
@@ -706,19 +701,20 @@ static void test_error_body(void **state)
     gh_buf_t out = GH_BUF_INIT;
 
     (void)state;
-    assert_int_equal(gh_oai_error_body(404, "The model 'x' does not exist", "model",
-                                       "model_not_found", &out),
-                     GH_OK);
-    assert_json_equal("error_body", "404", "{\"error\":{\"message\":\"The model 'x' does not exist\","
-                                           "\"type\":\"invalid_request_error\",\"param\":\"model\","
-                                           "\"code\":\"model_not_found\"}}",
+    assert_int_equal(
+        gh_oai_error_body(404, "The model 'x' does not exist", "model", "model_not_found", &out),
+        GH_OK);
+    assert_json_equal("error_body", "404",
+                      "{\"error\":{\"message\":\"The model 'x' does not exist\","
+                      "\"type\":\"invalid_request_error\",\"param\":\"model\","
+                      "\"code\":\"model_not_found\"}}",
                       out.data);
     gh_buf_reset(&out);
-    assert_int_equal(gh_oai_error_body(501, "embeddings are not supported", NULL, "", &out),
-                     GH_OK);
-    assert_json_equal("error_body", "501", "{\"error\":{\"message\":\"embeddings are not "
-                                           "supported\",\"type\":\"server_error\",\"param\":null,"
-                                           "\"code\":null}}",
+    assert_int_equal(gh_oai_error_body(501, "embeddings are not supported", NULL, "", &out), GH_OK);
+    assert_json_equal("error_body", "501",
+                      "{\"error\":{\"message\":\"embeddings are not "
+                      "supported\",\"type\":\"server_error\",\"param\":null,"
+                      "\"code\":null}}",
                       out.data);
     gh_buf_free(&out);
 }
@@ -796,8 +792,8 @@ static void test_bad_answers(void **state)
     for (size_t i = 0; i < GH_ARRAY_LEN(bodies); i++) {
         assert_int_equal(gh_oai_response(GH_OAI_CHAT, "m", bodies[i], strlen(bodies[i]), &out),
                          GH_ERR);
-        assert_int_equal(
-            gh_oai_response(GH_OAI_RESPONSES, "m", bodies[i], strlen(bodies[i]), &out), GH_ERR);
+        assert_int_equal(gh_oai_response(GH_OAI_RESPONSES, "m", bodies[i], strlen(bodies[i]), &out),
+                         GH_ERR);
         assert_int_equal(
             gh_oai_response(GH_OAI_COMPLETIONS, "m", bodies[i], strlen(bodies[i]), &out), GH_ERR);
     }
