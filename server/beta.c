@@ -1,6 +1,10 @@
 /* beta.c: adds the anthropic-beta values a request body needs and applies provider policy. */
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "gh.h"
 #include "beta.h"
 #include "jscan.h"
@@ -199,6 +203,100 @@ static inline int is_null(const char *s, size_t v, size_t n)
     return n - v >= 4 && memcmp(s + v, "null", 4) == 0;
 }
 
+/* A byte string whose presence in a member's raw text makes a structural look worthwhile, and the
+ * betas it can reveal. Every needle starts with a quote, so text inside a JSON string, where quotes
+ * are escaped, only matches when a whole string equals the needle. */
+typedef struct {
+    const char *text;
+    size_t len;
+    unsigned bits;
+} needle_t;
+
+#define NEEDLE(lit, bits)                                                                          \
+    {                                                                                              \
+        (lit), sizeof(lit) - 1, (bits)                                                             \
+    }
+#define MAX_NEEDLES 8
+
+static const needle_t tool_needles[] = {
+    NEEDLE("\"computer_2025", BIT(B_COMPUTER_USE_2501) | BIT(B_COMPUTER_USE_2511)),
+    NEEDLE("\"strict\"", BIT(B_STRUCTURED_OUTPUTS)),
+    NEEDLE("\"defer_loading\"", BIT(B_ADVANCED_TOOL_USE)),
+    NEEDLE("\"input_examples\"", BIT(B_ADVANCED_TOOL_USE)),
+    NEEDLE("\"allowed_callers\"", BIT(B_ADVANCED_TOOL_USE)),
+    NEEDLE("\"scope\"", BIT(B_PROMPT_CACHING_SCOPE)),
+};
+
+static const needle_t block_needles[] = {
+    NEEDLE("\"scope\"", BIT(B_PROMPT_CACHING_SCOPE)),
+    NEEDLE("\"file_id\"", BIT(B_FILES_API)),
+    NEEDLE("\"file\"", BIT(B_FILES_API)),
+};
+
+/* True when one of the needles that can reveal a bit of want occurs in s[i..end). This is the
+ * cheap pass over large members (prompt text, tool results): with SSE2 it tests 16 positions at
+ * a time for the needle's first, second and last bytes and compares only those candidates. */
+static int mentions(const char *s, size_t i, size_t end, const needle_t *all, size_t nall,
+                    unsigned want)
+{
+    const needle_t *nd[MAX_NEEDLES];
+    size_t count = 0, maxlen = 0;
+
+    for (size_t k = 0; k < nall && count < MAX_NEEDLES; k++) {
+        if (all[k].bits & want) {
+            nd[count++] = &all[k];
+            if (all[k].len > maxlen)
+                maxlen = all[k].len;
+        }
+    }
+    if (count == 0)
+        return 0;
+#if defined(__SSE2__)
+    {
+        const __m128i quote = _mm_set1_epi8('"');
+        __m128i second[MAX_NEEDLES], last[MAX_NEEDLES];
+        for (size_t k = 0; k < count; k++) {
+            second[k] = _mm_set1_epi8(nd[k]->text[1]);
+            last[k] = _mm_set1_epi8(nd[k]->text[nd[k]->len - 1]);
+        }
+        while (end - i >= maxlen + 16) {
+            const char *p = s + i;
+            unsigned q = (unsigned)_mm_movemask_epi8(
+                _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), quote));
+            if (q != 0) {
+                __m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(p + 1));
+                for (size_t k = 0; k < count; k++) {
+                    __m128i vl =
+                        _mm_loadu_si128((const __m128i *)(const void *)(p + nd[k]->len - 1));
+                    unsigned m =
+                        q & (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(v1, second[k]),
+                                                                      _mm_cmpeq_epi8(vl, last[k])));
+                    while (m != 0) {
+                        unsigned b = (unsigned)__builtin_ctz(m);
+                        if (memcmp(p + b, nd[k]->text, nd[k]->len) == 0)
+                            return 1;
+                        m &= m - 1;
+                    }
+                }
+            }
+            i += 16;
+        }
+    }
+#endif
+    while (i < end) {
+        const char *q = memchr(s + i, '"', end - i);
+        if (q == NULL)
+            return 0;
+        i = (size_t)(q - s);
+        for (size_t k = 0; k < count; k++) {
+            if (end - i >= nd[k]->len && memcmp(s + i, nd[k]->text, nd[k]->len) == 0)
+                return 1;
+        }
+        i++;
+    }
+    return 0;
+}
+
 /* True when the object at s[i] has a non-null member named "scope". */
 static int has_scope(const char *s, size_t n, size_t i)
 {
@@ -348,11 +446,14 @@ static void scan_context_management(const char *s, size_t off, size_t len, unsig
     }
 }
 
-/* Sets in *need the betas the request body uses. Returns GH_ERR when it is not a JSON object. */
-static int detect(const char *body, size_t len, unsigned *need)
+/* Sets in *need the betas of want the request body uses. The small members are looked at
+ * directly; tools, system and messages only get a structural walk when their raw text mentions a
+ * wanted key. Returns GH_ERR when the body is not a JSON object. */
+static int detect(const char *body, size_t len, unsigned want, unsigned *need)
 {
     gh_jspan_t sp[T_COUNT];
     const gh_jspan_t *t;
+    unsigned w;
 
     if (gh_jscan_object(body, len, top_keys, T_COUNT, sp, NULL) != GH_OK)
         return GH_ERR;
@@ -364,23 +465,29 @@ static int detect(const char *body, size_t len, unsigned *need)
     if (t->type == GH_JSON_STRING && STR_IS(body, t->off, t->off + t->len, "fast"))
         *need |= BIT(B_FAST_MODE);
     t = &sp[T_CONTEXT_MANAGEMENT];
-    if (t->type == GH_JSON_OBJECT)
+    if (t->type == GH_JSON_OBJECT && (want & (BIT(B_COMPACT) | BIT(B_CONTEXT_MANAGEMENT))))
         scan_context_management(body, t->off, t->len, need);
     t = &sp[T_CACHE_CONTROL];
     if (t->type == GH_JSON_OBJECT && has_scope(body, t->off + t->len, t->off))
         *need |= BIT(B_PROMPT_CACHING_SCOPE);
+
+    w = want & ~*need;
     t = &sp[T_TOOLS];
-    if (t->type == GH_JSON_ARRAY)
+    if (t->type == GH_JSON_ARRAY &&
+        mentions(body, t->off, t->off + t->len, tool_needles, GH_ARRAY_LEN(tool_needles), w))
         scan_tools(body, t->off, t->off + t->len, need);
+
+    w = want & ~*need & BIT(B_PROMPT_CACHING_SCOPE);
     t = &sp[T_SYSTEM];
-    if (t->type == GH_JSON_ARRAY && !(*need & BIT(B_PROMPT_CACHING_SCOPE)))
-        walk(body, t->off + t->len, t->off, P_OTHER, 1, BIT(B_PROMPT_CACHING_SCOPE), need);
+    if (t->type == GH_JSON_ARRAY &&
+        mentions(body, t->off, t->off + t->len, block_needles, GH_ARRAY_LEN(block_needles), w))
+        walk(body, t->off + t->len, t->off, P_OTHER, 1, w, need);
+
+    w = want & ~*need & (BIT(B_PROMPT_CACHING_SCOPE) | BIT(B_FILES_API));
     t = &sp[T_MESSAGES];
-    if (t->type == GH_JSON_ARRAY) {
-        unsigned want = (BIT(B_PROMPT_CACHING_SCOPE) | BIT(B_FILES_API)) & ~*need;
-        if (want != 0)
-            walk(body, t->off + t->len, t->off, P_OTHER, 1, want, need);
-    }
+    if (t->type == GH_JSON_ARRAY &&
+        mentions(body, t->off, t->off + t->len, block_needles, GH_ARRAY_LEN(block_needles), w))
+        walk(body, t->off + t->len, t->off, P_OTHER, 1, w, need);
     return GH_OK;
 }
 
@@ -468,7 +575,7 @@ int gh_beta_header(const char *client, const char *body, size_t body_len, unsign
                    const char *const *add, size_t nadd, const char *const *strip, size_t nstrip,
                    char *out, size_t outsz, int *changed)
 {
-    unsigned need = 0;
+    unsigned need = 0, want = 0;
     size_t clen, added_from;
     int stripped = 0, added = 0;
     wbuf_t w;
@@ -487,10 +594,17 @@ int gh_beta_header(const char *client, const char *body, size_t body_len, unsign
     clen = strlen(client);
     w = (wbuf_t){out, outsz - 1, 0, 0};
 
+    /* Betas the client already sent or the upstream refuses need no detection. */
+    for (unsigned b = 0; b < B_COUNT; b++) {
+        size_t blen = strlen(beta_names[b]);
+        if (!list_has(client, clen, beta_names[b], blen) &&
+            !set_has(strip, nstrip, beta_names[b], blen))
+            want |= BIT(b);
+    }
     /* A files endpoint carries multipart or no body at all: only the flag counts there. */
     if (flags & GH_BETA_FILES_ENDPOINT)
         need |= BIT(B_FILES_API);
-    else if (body != NULL && body_len > 0 && detect(body, body_len, &need) != GH_OK) {
+    else if (body != NULL && body_len > 0 && detect(body, body_len, want, &need) != GH_OK) {
         /* Not a JSON object: forward the client's header as is. */
         wput(&w, client, clen);
         if (w.overflow)

@@ -903,6 +903,9 @@ static void start_attempt(gh_exchange_t *ex)
     curl_easy_setopt(e, CURLOPT_USERAGENT, NULL);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* a proxy, if any, is configured per provider base URL, never from the environment (which
+     * curl would otherwise consult with getenv on every request) */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
     arm_idle(ex);
     if (gh_upstream_start(&ex->xfer) != GH_OK) {
         refuse(ex, 500, "api_error", "internal_error", "could not start the upstream request%s",

@@ -371,6 +371,10 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
         goto done;
     if (gh_shm_create() != GH_OK || gh_limits_create() != GH_OK)
         goto done;
+    if (getenv("GATEHOUSE_USAGE_LOG") != NULL && strcmp(getenv("GATEHOUSE_USAGE_LOG"), "off") == 0) {
+        gh_shm->usage_off = 1;
+        gh_log_warn("GATEHOUSE_USAGE_LOG=off: no usage is recorded (budgets cannot be enforced)");
+    }
     snprintf(m.db_path, sizeof(m.db_path), "%s/gatehouse.db", cfg->data_dir);
     if (install_signals() != GH_OK)
         goto done;

@@ -107,6 +107,8 @@ int gh_shm_usage_publish(const gh_usage_rec_t *rec)
         gh_shm_warn_dropped("no shared-memory segment");
         return GH_ERR;
     }
+    if (gh_shm->usage_off)
+        return GH_OK;
     n = gh_shm->nslots;
     if (n == 0 || n > GH_USAGE_SLOTS)
         n = GH_USAGE_SLOTS;

@@ -116,11 +116,13 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *so
             return -1;
         }
         w->fd = fd;
+        w->ev = event_new(up.base, fd, kind, on_socket, NULL);
         curl_multi_assign(up.multi, fd, w);
     } else {
-        event_free(w->ev);
+        /* reuse the event: no allocation, and the epoll changelist folds del+add into one mod */
+        event_del(w->ev);
+        event_assign(w->ev, up.base, fd, kind, on_socket, NULL);
     }
-    w->ev = event_new(up.base, fd, kind, on_socket, NULL);
     if (w->ev == NULL || event_add(w->ev, NULL) != 0) {
         gh_log_error("event_new/event_add for curl socket %d failed", (int)fd);
         return -1;

@@ -11,6 +11,7 @@
 
 #include "gh.h"
 #include "log.h"
+#include "jscan.h"
 #include "usage.h"
 
 /* Nesting json-c accepts: answers carry tool inputs of any shape, and a usage object must not be
@@ -85,16 +86,20 @@ static json_object *gh_usage_child(json_object *obj, const char *key)
  * model's text, not the bill. The caller owns json and t. */
 int gh_usage_from_message(const char *json, size_t len, gh_tokens_t *t)
 {
-    json_object *root, *usage;
+    static const char *const keys[] = {"usage"};
+    json_object *root = NULL, *usage;
+    gh_jspan_t span;
     int rc = GH_ERR;
 
     if (t == NULL)
         return GH_ERR;
-    root = gh_usage_parse(json, len);
-    if (root == NULL)
+    /* find the small top-level usage object with the zero-allocation scan, so a long answer is
+     * not turned into a json-c tree on every request */
+    if (gh_jscan_object(json, len, keys, 1, &span, NULL) != GH_OK ||
+        span.type != GH_JSON_OBJECT)
         goto done;
-    usage = gh_usage_child(root, "usage");
-    if (usage == NULL)
+    usage = root = gh_usage_parse(json + span.off, span.len);
+    if (root == NULL)
         goto done;
     gh_usage_take_all(usage, t);
     rc = GH_OK;

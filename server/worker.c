@@ -265,9 +265,17 @@ int gh_worker_run(const gh_worker_args_t *args)
     wk.slot = args->slot;
     wk.generation = args->generation;
 
-    wk.base = event_base_new();
+    {
+        /* the changelist coalesces the add/del churn of upstream sockets into one epoll_ctl */
+        struct event_config *ec = event_config_new();
+        if (ec != NULL)
+            event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        wk.base = ec != NULL ? event_base_new_with_config(ec) : NULL;
+        if (ec != NULL)
+            event_config_free(ec);
+    }
     if (wk.base == NULL) {
-        gh_log_error("event_base_new failed");
+        gh_log_error("event_base_new_with_config failed");
         goto done;
     }
     snprintf(path, sizeof(path), "%s/gatehouse.db", wk.cfg->data_dir);

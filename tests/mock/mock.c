@@ -26,7 +26,7 @@
 
 #define MOCK_MAX_BODY (64 * 1024 * 1024)
 #define MOCK_RECORD_MAX 2000
-#define MOCK_RECORD_UPLOAD 4096             /* bytes of an upload's body that are recorded */
+#define MOCK_RECORD_UPLOAD 4096            /* bytes of an upload's body that are recorded */
 #define MOCK_FILES_MAX (256 * 1024 * 1024) /* bytes of file content kept in all */
 #define MOCK_CHUNK (64 * 1024)             /* download chunk */
 #define MOCK_BATCH_MAX 100000              /* requests in one message batch */
@@ -191,9 +191,9 @@ struct call {
     long results_ms;
     const char *model, *body;
     size_t model_len, body_len;
-    const char *host;    /* Host header, for results_url; NULL when absent */
-    const char *msg_pfx; /* put between "msg_mock_" and id in a message's id */
-    char obj[80];        /* the {id} segment of the path, truncated */
+    const char *host;         /* Host header, for results_url; NULL when absent */
+    const char *msg_pfx;      /* put between "msg_mock_" and id in a message's id */
+    char obj[80];             /* the {id} segment of the path, truncated */
     struct json_object *root; /* parsed body, owned by whoever owns the call */
 };
 
@@ -487,28 +487,6 @@ static void reply_models(struct evhttp_request *req, const struct call *c)
     reply_json(req, c->id, 200, "OK");
 }
 
-/* Sends the final non-streaming answer for c, errors included; evhttp owns req afterwards. */
-static void answer(struct evhttp_request *req, const struct call *c)
-{
-    struct evbuffer *b = evhttp_request_get_output_buffer(req);
-
-    if (c->scen == SC_ERROR)
-        reply_error(req, c, c->err, NULL, NULL);
-    else if (c->scen == SC_BAD_BODY)
-        reply_error(req, c, find_err(400), c->bad, NULL);
-    else if (c->scen == SC_UNKNOWN)
-        reply_error(req, c, find_err(400), "gh-mock: unknown scenario: ", c->bad);
-    else if (c->route == R_MODELS)
-        reply_models(req, c);
-    else {
-        if (c->route == R_COUNT)
-            evbuffer_add_printf(b, "{\"input_tokens\":%ld}", c->in_tok);
-        else
-            put_message(b, c);
-        reply_json(req, c->id, 200, "OK");
-    }
-}
-
 /* Tells whether c is answered as an SSE stream. */
 static int is_streaming(const struct call *c)
 {
@@ -573,8 +551,19 @@ static void job_arm(struct job *j, long ms)
     evtimer_add(&j->timer, &tv);
 }
 
-/* Ends j's bookkeeping (stream counters, timer, list, root) and frees it if it is a heap job.
- * Never touches j->req: the caller has handed the request back to evhttp or freed it. */
+/* Drops one reference to a file, freeing it with the last. */
+static void file_unref(struct mfile *f)
+{
+    if (f == NULL || --f->refs > 0)
+        return;
+    free(f->name);
+    free(f->mime);
+    free(f->data);
+    free(f);
+}
+
+/* Ends j's bookkeeping (stream counters, timer, list, root, transfer) and frees it if it is a
+ * heap job. Never touches j->req: the caller has handed the request back to evhttp or freed it. */
 static void job_release(struct job *j)
 {
     if (is_streaming(&j->c)) {
@@ -591,6 +580,9 @@ static void job_release(struct job *j)
     if (j->next != NULL)
         j->next->prev = j->prev;
     json_object_put(j->c.root);
+    if (j->out != NULL)
+        evbuffer_free(j->out);
+    file_unref(j->file);
     free(j);
 }
 
@@ -688,7 +680,783 @@ static void stream_pump(struct job *j)
     }
 }
 
-/* Timer callback of a parked job: its delay is over, or its next paced step is due. */
+/* Sets c->scen from the x-mock-scenario value, else from a "mock-<scenario>" model, else ok. */
+static void pick_scenario(struct call *c, const char *name)
+{
+    char *end;
+    long status;
+    size_t i;
+
+    if (name == NULL && strncmp(c->model, "mock-", 5) == 0)
+        name = c->model + 5;
+    if (name == NULL || *name == '\0')
+        return;
+    for (i = 0; i < N_ELEM(scen_names); i++) {
+        if (strcasecmp(name, scen_names[i]) == 0) {
+            c->scen = (int)i;
+            return;
+        }
+    }
+    status = strtol(name, &end, 10);
+    if (end != name && *end == '\0' && status != 405 && (c->err = find_err(status)) != NULL) {
+        c->scen = SC_ERROR;
+        return;
+    }
+    c->scen = SC_UNKNOWN;
+    c->bad = name;
+}
+
+/* Timer callback of every heap job (defined below: answer, which it calls, starts jobs too). */
+static void job_fire(evutil_socket_t fd, short what, void *arg);
+
+/* Returns a new heap job for req (a copy of c, the job owning c->root) whose connection's close
+ * callback frees it; its timer is not armed. Returns NULL when out of memory. */
+static struct job *job_new(struct evhttp_request *req, const struct call *c)
+{
+    struct job *j = calloc(1, sizeof(*j));
+
+    if (j == NULL)
+        return NULL;
+    j->req = req;
+    j->evcon = evhttp_request_get_connection(req);
+    j->c = *c;
+    j->heap = 1;
+    if (j->evcon == NULL || evtimer_assign(&j->timer, g.base, job_fire, j) != 0) {
+        free(j);
+        return NULL;
+    }
+    j->next = g.jobs;
+    if (g.jobs != NULL)
+        g.jobs->prev = j;
+    g.jobs = j;
+    evhttp_connection_set_closecb(j->evcon, job_closed, j);
+    return j;
+}
+
+/* Write callback of a transfer: the last chunk has left, so the next one may follow (after
+ * x-mock-results-interval-ms for batch results). */
+static void xfer_sent(struct evhttp_connection *evcon, void *arg)
+{
+    struct job *j = arg;
+
+    (void)evcon;
+    job_arm(j, j->file == NULL ? j->c.results_ms : 0);
+}
+
+/* Sends the next chunk of j's transfer (one line of out, or MOCK_CHUNK bytes of file) and ends
+ * the reply after the last one. */
+static void xfer_pump(struct job *j)
+{
+    struct evbuffer_ptr eol;
+    size_t n;
+
+    if (j->file != NULL) {
+        n = j->file->size - j->off < MOCK_CHUNK ? j->file->size - j->off : MOCK_CHUNK;
+        evbuffer_add(g.scratch, j->file->data + j->off, n);
+        j->off += n;
+    } else {
+        eol = evbuffer_search(j->out, "\n", 1, NULL);
+        n = eol.pos < 0 ? evbuffer_get_length(j->out) : (size_t)eol.pos + 1;
+        evbuffer_remove_buffer(j->out, g.scratch, n);
+    }
+    if (n > 0)
+        evhttp_send_reply_chunk_with_cb(j->req, g.scratch, xfer_sent, j);
+    evbuffer_drain(g.scratch, evbuffer_get_length(g.scratch));
+    if (j->file != NULL ? j->off == j->file->size : evbuffer_get_length(j->out) == 0)
+        stream_finish(j);
+}
+
+/* Starts a chunked 200 answer that a transfer job sends piece by piece: out's lines (the job
+ * takes out) or file's bytes (the job takes a reference). evhttp owns req afterwards. */
+static void xfer_start(struct evhttp_request *req, const struct call *c, const char *ctype,
+                       struct evbuffer *out, struct mfile *file)
+{
+    struct job *j = job_new(req, c);
+
+    if (j == NULL) {
+        if (out != NULL)
+            evbuffer_free(out);
+        reply_error(req, c, find_err(500), "gh-mock: out of memory", NULL);
+        return;
+    }
+    j->c.root = NULL; /* still the caller's */
+    j->phase = PH_XFER;
+    j->out = out;
+    if ((j->file = file) != NULL)
+        file->refs++;
+    add_headers(req, c->id, ctype);
+    evhttp_send_reply_start(req, 200, "OK");
+    xfer_pump(j);
+}
+
+/* Appends item to l. Returns 0/-1. */
+static int list_push(struct list *l, void *item)
+{
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    void **v;
+
+    if (l->n == l->cap) {
+        if ((v = realloc(l->v, cap * sizeof(*v))) == NULL)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = item;
+    return 0;
+}
+
+/* Returns the index in l of the batch or file whose id is id, or -1. */
+static long list_find(const struct list *l, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        if (strcmp((const char *)l->v[i], id) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* Removes the element at index i from l, keeping the order of the rest. */
+static void list_del(struct list *l, size_t i)
+{
+    memmove(l->v + i, l->v + i + 1, (l->n - i - 1) * sizeof(*l->v));
+    l->n--;
+}
+
+/* Position of a batch in the newest-first list, or -1. */
+static long batch_pos(const char *id)
+{
+    long i = list_find(&g.batches, id);
+
+    return i < 0 ? -1 : (long)g.batches.n - 1 - i;
+}
+
+/* Position of a file in the newest-first list, or -1. */
+static long file_pos(const char *id)
+{
+    long i = list_find(&g.files, id);
+
+    return i < 0 ? -1 : (long)g.files.n - 1 - i;
+}
+
+/* Answers a list route (batches or files, newest first) in Anthropic's page shape; put appends
+ * one element. */
+static void reply_list(struct evhttp_request *req, const struct call *c, const struct list *l,
+                       long (*pos)(const char *),
+                       void (*put)(struct evbuffer *, const void *, const struct call *))
+{
+    struct evbuffer *b = evhttp_request_get_output_buffer(req);
+    long start, end, i;
+    int more;
+
+    if (page_range(req, c, (long)l->n, pos, &start, &end, &more) != 0)
+        return;
+    ADD(b, "{\"data\":[");
+    for (i = start; i < end; i++) {
+        if (i > start)
+            ADD(b, ",");
+        put(b, l->v[l->n - 1 - (size_t)i], c);
+    }
+    evbuffer_add_printf(b, "],\"has_more\":%s,", more ? "true" : "false");
+    if (start < end)
+        evbuffer_add_printf(b, "\"first_id\":\"%s\",\"last_id\":\"%s\"}",
+                            (const char *)l->v[l->n - 1 - (size_t)start],
+                            (const char *)l->v[l->n - (size_t)end]);
+    else
+        ADD(b, "\"first_id\":null,\"last_id\":null}");
+    reply_json(req, c->id, 200, "OK");
+}
+
+/* Appends t as a quoted RFC 3339 UTC time, or null when t is 0. */
+static void put_time(struct evbuffer *b, time_t t)
+{
+    struct tm tm;
+    char s[40];
+
+    if (t == 0 || gmtime_r(&t, &tm) == NULL ||
+        strftime(s, sizeof(s), "\"%Y-%m-%dT%H:%M:%SZ\"", &tm) == 0)
+        ADD(b, "null");
+    else
+        evbuffer_add(b, s, strlen(s));
+}
+
+/* Appends one message_batch object; results_url is built from the Host header of c. */
+static void put_batch(struct evbuffer *b, const void *item, const struct call *c)
+{
+    static const char *const status[] = {"in_progress", "canceling", "ended"};
+    const struct batch *m = item;
+    char url[400];
+
+    evbuffer_add_printf(b,
+                        "{\"id\":\"%s\",\"type\":\"message_batch\",\"processing_status\":\"%s\","
+                        "\"request_counts\":{\"processing\":%ld,\"succeeded\":%ld,\"errored\":%ld,"
+                        "\"canceled\":%ld,\"expired\":%ld},\"ended_at\":",
+                        m->id, status[m->status], m->counts[RC_PROCESSING], m->counts[RC_SUCCEEDED],
+                        m->counts[RC_ERRORED], m->counts[RC_CANCELED], m->counts[RC_EXPIRED]);
+    put_time(b, m->ended);
+    ADD(b, ",\"created_at\":");
+    put_time(b, m->created);
+    ADD(b, ",\"expires_at\":");
+    put_time(b, m->created + 86400);
+    ADD(b, ",\"cancel_initiated_at\":");
+    put_time(b, m->cancel_at);
+    ADD(b, ",\"archived_at\":null,\"results_url\":");
+    if (m->status == BS_ENDED) {
+        if (c->host != NULL)
+            snprintf(url, sizeof(url), "http://%.256s/v1/messages/batches/%s/results", c->host,
+                     m->id);
+        else
+            snprintf(url, sizeof(url), "http://127.0.0.1:%s/v1/messages/batches/%s/results", g.port,
+                     m->id);
+        json_escape(b, url, strlen(url));
+    } else {
+        ADD(b, "null");
+    }
+    ADD(b, "}");
+}
+
+/* Frees a batch that no list holds any more. */
+static void batch_free(struct batch *m)
+{
+    if (m == NULL)
+        return;
+    json_object_put(m->requests);
+    free(m);
+}
+
+/* Ends a batch whose cancellation was asked for: every request still processing is canceled.
+ * Called before a batch is looked at again, so only the cancel answer itself says "canceling". */
+static void batch_settle(struct batch *m)
+{
+    if (m->status != BS_CANCELING)
+        return;
+    m->status = BS_ENDED;
+    m->ended = time(NULL);
+    m->counts[RC_CANCELED] = m->counts[RC_PROCESSING];
+    m->counts[RC_PROCESSING] = 0;
+    m->canceled = 1;
+}
+
+/* Returns the batch with id c->obj, settled, or NULL after answering 404. */
+static struct batch *batch_find(struct evhttp_request *req, const struct call *c)
+{
+    long i = list_find(&g.batches, c->obj);
+
+    if (i < 0) {
+        reply_error(req, c, find_err(404), "gh-mock: no such message batch: ", c->obj);
+        return NULL;
+    }
+    batch_settle(g.batches.v[i]);
+    return g.batches.v[i];
+}
+
+/* Fills *t with the call that answers request i of batch m (its params.model picks the scenario,
+ * as a Messages body's model does) and points *cid at its custom_id. Only valid requests (see
+ * batch_create) may be asked for. */
+static void batch_call(const struct batch *m, size_t i, struct call *t, const char **cid,
+                       size_t *cid_len)
+{
+    struct json_object *item = json_object_array_get_idx(m->requests, i), *v, *params = NULL;
+
+    *t = call_defaults;
+    t->id = (unsigned long)i + 1;
+    t->msg_pfx = m->pfx;
+    t->in_tok = m->in_tok;
+    t->out_tok = m->out_tok;
+    t->cache_c = m->cache_c;
+    t->cache_r = m->cache_r;
+    json_object_object_get_ex(item, "custom_id", &v);
+    *cid = json_object_get_string(v);
+    *cid_len = (size_t)json_object_get_string_len(v);
+    json_object_object_get_ex(item, "params", &params);
+    json_object_object_get_ex(params, "model", &v);
+    t->model = json_object_get_string(v);
+    t->model_len = (size_t)json_object_get_string_len(v);
+    pick_scenario(t, NULL);
+    if (t->scen == SC_ECHO) {
+        t->body = json_object_to_json_string_length(
+            params, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &t->body_len);
+    }
+}
+
+/* Appends the JSONL results of batch m, one line per request, in request order. */
+static void put_results(struct evbuffer *b, const struct batch *m)
+{
+    size_t i, n = json_object_array_length(m->requests), cid_len;
+    const struct mock_err *e;
+    const char *cid, *msg;
+    char text[320];
+    struct call t;
+
+    for (i = 0; i < n; i++) {
+        batch_call(m, i, &t, &cid, &cid_len);
+        ADD(b, "{\"custom_id\":");
+        json_escape(b, cid, cid_len);
+        if (m->canceled) {
+            ADD(b, ",\"result\":{\"type\":\"canceled\"}}\n");
+        } else if (t.scen == SC_ERROR || t.scen == SC_UNKNOWN) {
+            e = t.scen == SC_ERROR ? t.err : find_err(400);
+            msg = e->message;
+            if (strncmp(t.model, "mock-error", 10) == 0) {
+                msg = "gh-mock: requests for mock-error models always fail";
+            } else if (t.scen == SC_UNKNOWN) {
+                snprintf(text, sizeof(text), "gh-mock: unknown scenario: %.200s", t.bad);
+                msg = text;
+            }
+            evbuffer_add_printf(b,
+                                ",\"result\":{\"type\":\"errored\",\"error\":{\"type\":\"error\","
+                                "\"error\":{\"type\":\"%s\",\"message\":",
+                                e->type);
+            json_escape(b, msg, strlen(msg));
+            ADD(b, "}}}}\n");
+        } else {
+            ADD(b, ",\"result\":{\"type\":\"succeeded\",\"message\":");
+            put_message(b, &t);
+            ADD(b, "}}\n");
+        }
+    }
+}
+
+/* Checks one entry of a batch's requests: an object with a custom_id matching
+ * ^[a-zA-Z0-9_-]{1,64}$ that seen (a set of custom_ids) does not hold yet, and params.model, a
+ * non-empty string. Returns NULL, or what is wrong (to follow "requests.N"). */
+static const char *batch_check(struct json_object *item, struct json_object *seen)
+{
+    struct json_object *v, *params;
+    const char *id;
+    size_t n, k;
+
+    if (!json_object_is_type(item, json_type_object))
+        return ": Input should be an object";
+    if (!json_object_object_get_ex(item, "custom_id", &v) ||
+        !json_object_is_type(v, json_type_string))
+        return ".custom_id: Field required";
+    id = json_object_get_string(v);
+    n = (size_t)json_object_get_string_len(v);
+    for (k = 0; k < n && (isalnum((unsigned char)id[k]) || id[k] == '_' || id[k] == '-'); k++)
+        ;
+    if (n == 0 || n > 64 || k < n)
+        return ".custom_id: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'";
+    if (json_object_object_get_ex(seen, id, NULL))
+        return ".custom_id: must be unique within the batch";
+    if (json_object_object_add(seen, id, NULL) != 0)
+        return ": gh-mock: out of memory";
+    if (!json_object_object_get_ex(item, "params", &params) ||
+        !json_object_is_type(params, json_type_object))
+        return ".params: Field required";
+    if (!json_object_object_get_ex(params, "model", &v) ||
+        !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0)
+        return ".params.model: Field required";
+    return NULL;
+}
+
+/* POST /v1/messages/batches: validates the requests, stores the batch (ended at once unless
+ * x-mock-batch-status: in_progress) and answers its message_batch object. */
+static void batch_create(struct evhttp_request *req, const struct call *c)
+{
+    struct json_object *reqs = NULL, *seen = json_object_new_object();
+    struct batch *m = calloc(1, sizeof(*m));
+    const char *why = NULL, *cid;
+    size_t i, n = 0, cid_len;
+    char text[200];
+    struct call t;
+
+    if (m == NULL || seen == NULL) {
+        reply_error(req, c, find_err(500), "gh-mock: out of memory", NULL);
+        goto done;
+    }
+    if (!json_object_object_get_ex(c->root, "requests", &reqs) ||
+        !json_object_is_type(reqs, json_type_array) || (n = json_object_array_length(reqs)) < 1 ||
+        n > MOCK_BATCH_MAX) {
+        reply_error(req, c, find_err(400), "requests: must be an array of 1 to 100000 requests",
+                    NULL);
+        goto done;
+    }
+    for (i = 0; i < n && why == NULL; i++)
+        why = batch_check(json_object_array_get_idx(reqs, i), seen);
+    if (why != NULL) {
+        snprintf(text, sizeof(text), "requests.%zu%s", i - 1, why);
+        reply_error(req, c, find_err(400), text, NULL);
+        goto done;
+    }
+    if (list_push(&g.batches, m) != 0) {
+        reply_error(req, c, find_err(500), "gh-mock: out of memory", NULL);
+        goto done;
+    }
+    snprintf(m->id, sizeof(m->id), "msgbatch_mock_%lu", ++g.next_batch);
+    snprintf(m->pfx, sizeof(m->pfx), "b%lu_", g.next_batch);
+    m->requests = json_object_get(reqs);
+    m->created = time(NULL);
+    m->in_tok = c->in_tok;
+    m->out_tok = c->out_tok;
+    m->cache_c = c->cache_c;
+    m->cache_r = c->cache_r;
+    if (c->batch_pending) {
+        m->counts[RC_PROCESSING] = (long)n;
+    } else {
+        m->status = BS_ENDED;
+        m->ended = m->created;
+        for (i = 0; i < n; i++) {
+            batch_call(m, i, &t, &cid, &cid_len);
+            m->counts[t.scen == SC_ERROR || t.scen == SC_UNKNOWN ? RC_ERRORED : RC_SUCCEEDED]++;
+        }
+    }
+    put_batch(evhttp_request_get_output_buffer(req), m, c);
+    reply_json(req, c->id, 200, "OK");
+    m = NULL;
+done:
+    batch_free(m);
+    json_object_put(seen);
+}
+
+/* Answers the Message Batches routes. */
+static void on_batches(struct evhttp_request *req, const struct call *c)
+{
+    struct evbuffer *b = evhttp_request_get_output_buffer(req);
+    struct evbuffer *out;
+    struct batch *m;
+    size_t i;
+
+    if (c->route == R_BATCHES && c->method == EVHTTP_REQ_POST) {
+        batch_create(req, c);
+        return;
+    }
+    if (c->route == R_BATCHES) {
+        for (i = 0; i < g.batches.n; i++)
+            batch_settle(g.batches.v[i]);
+        reply_list(req, c, &g.batches, batch_pos, put_batch);
+        return;
+    }
+    if ((m = batch_find(req, c)) == NULL)
+        return;
+    if (c->route == R_CANCEL) {
+        if (m->status == BS_IN_PROGRESS)
+            m->status = BS_CANCELING;
+        if (m->cancel_at == 0)
+            m->cancel_at = time(NULL);
+    } else if (c->route == R_RESULTS) {
+        if (m->status != BS_ENDED) {
+            reply_error(req, c, find_err(400),
+                        "gh-mock: no results before the batch ends: ", m->id);
+            return;
+        }
+        if ((out = evbuffer_new()) == NULL) {
+            reply_error(req, c, find_err(500), "gh-mock: out of memory", NULL);
+            return;
+        }
+        put_results(out, m);
+        xfer_start(req, c, "application/x-jsonl", out, NULL);
+        return;
+    } else if (c->method == EVHTTP_REQ_DELETE) {
+        if (m->status != BS_ENDED) {
+            reply_error(req, c, find_err(400),
+                        "gh-mock: cancel the batch before deleting it: ", m->id);
+            return;
+        }
+        evbuffer_add_printf(b, "{\"id\":\"%s\",\"type\":\"message_batch_deleted\"}", m->id);
+        list_del(&g.batches, (size_t)list_find(&g.batches, m->id));
+        batch_free(m);
+        reply_json(req, c->id, 200, "OK");
+        return;
+    }
+    put_batch(b, m, c);
+    reply_json(req, c->id, 200, "OK");
+}
+
+/* Appends one file metadata object. */
+static void put_file(struct evbuffer *b, const void *item, const struct call *c)
+{
+    const struct mfile *f = item;
+
+    (void)c;
+    evbuffer_add_printf(b, "{\"id\":\"%s\",\"type\":\"file\",\"filename\":", f->id);
+    json_escape(b, f->name, strlen(f->name));
+    ADD(b, ",\"mime_type\":");
+    json_escape(b, f->mime, strlen(f->mime));
+    evbuffer_add_printf(b, ",\"size_bytes\":%zu,\"created_at\":", f->size);
+    put_time(b, f->created);
+    ADD(b, ",\"downloadable\":true}");
+}
+
+/* Tells whether an anthropic-beta header (repeated or comma-separated) names the Files API. */
+static int has_files_beta(struct evhttp_request *req)
+{
+    const size_t bl = sizeof(MOCK_FILES_BETA) - 1;
+    const struct evkeyval *kv;
+    const char *p;
+    size_t n;
+
+    for (kv = evhttp_request_get_input_headers(req)->tqh_first; kv; kv = kv->next.tqe_next) {
+        if (strcasecmp(kv->key, "anthropic-beta") != 0)
+            continue;
+        for (p = kv->value; *p != '\0'; p += n + (p[n] == ',')) {
+            p += strspn(p, " \t");
+            n = strcspn(p, ",");
+            if (n >= bl && strncmp(p, MOCK_FILES_BETA, bl) == 0 && strspn(p + bl, " \t") == n - bl)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Returns a malloc'd copy of parameter name of a header value such as
+ * 'form-data; name="file"; filename="a.pdf"' (quoted strings unescaped), or NULL. */
+static char *header_param(const char *v, const char *name)
+{
+    size_t nl = strlen(name), k;
+    const char *p = strchr(v, ';'), *key;
+    char *out;
+    int match;
+
+    while (p != NULL && *p == ';') {
+        for (p++; *p == ' ' || *p == '\t'; p++)
+            ;
+        key = p;
+        p += strcspn(p, "=;");
+        match = (size_t)(p - key) == nl && strncasecmp(key, name, nl) == 0;
+        if (*p != '=')
+            continue;
+        if ((out = malloc(strlen(++p) + 1)) == NULL)
+            return NULL;
+        k = 0;
+        if (*p == '"') {
+            for (p++; *p != '\0' && *p != '"'; p++) {
+                if (*p == '\\' && p[1] != '\0')
+                    p++;
+                out[k++] = *p;
+            }
+            p += strcspn(p, ";");
+        } else {
+            for (; *p != '\0' && *p != ';'; p++)
+                out[k++] = *p;
+            while (k > 0 && (out[k - 1] == ' ' || out[k - 1] == '\t'))
+                k--;
+        }
+        out[k] = '\0';
+        if (match)
+            return out;
+        free(out);
+    }
+    return NULL;
+}
+
+/* Reads the headers of one multipart part (hdr: NUL-terminated, CRLF-separated, changed in
+ * place): *is_file tells whether its form field is "file"; *name and *mime get its filename and
+ * content type (malloc'd, or NULL). */
+static void mp_headers(char *hdr, int *is_file, char **name, char **mime)
+{
+    char *line = hdr, *next, *v, *field;
+    size_t n;
+
+    for (; line != NULL && *line != '\0'; line = next) {
+        if ((next = strstr(line, "\r\n")) != NULL) {
+            *next = '\0';
+            next += 2;
+        }
+        if ((v = strchr(line, ':')) == NULL)
+            continue;
+        *v++ = '\0';
+        v += strspn(v, " \t");
+        for (n = strlen(v); n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'); n--)
+            v[n - 1] = '\0';
+        if (strcasecmp(line, "content-disposition") == 0) {
+            field = header_param(v, "name");
+            *is_file = field != NULL && strcmp(field, "file") == 0;
+            free(field);
+            free(*name);
+            *name = header_param(v, "filename");
+        } else if (strcasecmp(line, "content-type") == 0) {
+            free(*mime);
+            *mime = strdup(v);
+        }
+    }
+}
+
+/* Finds the part named "file" of req's multipart/form-data body without copying the body: its
+ * content's offset and length, its filename and content type (malloc'd, NULL when absent; the
+ * caller frees them). Returns NULL, or what is wrong. */
+static const char *mp_find_file(struct evhttp_request *req, size_t *off, size_t *len, char **name,
+                                char **mime)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    const char *why = "file: Field required";
+    char delim[80], two[2], *hdr = NULL, *b;
+    struct evbuffer_ptr p, e, h, q;
+    size_t dl, hl;
+    int is_file = 0;
+
+    if (ctype == NULL ||
+        strncasecmp(ctype + strspn(ctype, " \t"), "multipart/form-data", 19) != 0 ||
+        (b = header_param(ctype, "boundary")) == NULL)
+        return "gh-mock: Content-Type must be multipart/form-data with a boundary";
+    dl = strlen(b) + 4;
+    if (dl > 4 && dl - 4 <= 70)
+        snprintf(delim, sizeof(delim), "\r\n--%s", b);
+    free(b);
+    if (dl == 4 || dl - 4 > 70)
+        return "gh-mock: bad multipart boundary";
+    p = evbuffer_search(in, delim + 2, dl - 2, NULL);
+    while (p.pos >= 0) {
+        if (evbuffer_ptr_set(in, &p, dl - 2, EVBUFFER_PTR_ADD) != 0 ||
+            evbuffer_copyout_from(in, &p, two, 2) != 2 || memcmp(two, "--", 2) == 0)
+            break; /* the closing delimiter */
+        e = evbuffer_search(in, "\r\n", 2, &p);
+        h = evbuffer_search(in, "\r\n\r\n", 4, &p);
+        why = "gh-mock: malformed multipart body";
+        if (e.pos < 0 || h.pos < 0 || (hl = (size_t)(h.pos - e.pos)) > 16384 ||
+            (hdr = malloc(hl + 1)) == NULL)
+            break;
+        hdr[hl > 2 ? hl - 2 : 0] = '\0'; /* the part's header lines, between two CRLFs */
+        if (hl > 2 && (evbuffer_ptr_set(in, &e, 2, EVBUFFER_PTR_ADD) != 0 ||
+                       evbuffer_copyout_from(in, &e, hdr, hl - 2) != (ev_ssize_t)(hl - 2)))
+            break;
+        is_file = 0;
+        free(*name);
+        free(*mime);
+        *name = *mime = NULL;
+        mp_headers(hdr, &is_file, name, mime);
+        free(hdr);
+        hdr = NULL;
+        if (evbuffer_ptr_set(in, &h, 4, EVBUFFER_PTR_ADD) != 0)
+            break;
+        if ((q = evbuffer_search(in, delim, dl, &h)).pos < 0)
+            break;
+        if (is_file) {
+            *off = (size_t)h.pos;
+            *len = (size_t)(q.pos - h.pos);
+            return NULL;
+        }
+        why = "file: Field required";
+        p = q;
+        if (evbuffer_ptr_set(in, &p, 2, EVBUFFER_PTR_ADD) != 0)
+            break;
+    }
+    free(hdr);
+    free(*name);
+    free(*mime);
+    *name = *mime = NULL;
+    return why;
+}
+
+/* POST /v1/files: stores the multipart body's "file" part and answers its metadata. */
+static void file_upload(struct evhttp_request *req, const struct call *c)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    char *name = NULL, *mime = NULL;
+    struct mfile *f = NULL;
+    struct evbuffer_ptr p;
+    size_t off = 0, len = 0;
+    const char *why = mp_find_file(req, &off, &len, &name, &mime);
+
+    if (why != NULL) {
+        reply_error(req, c, find_err(400), why, NULL);
+        goto done;
+    }
+    if (len > MOCK_FILES_MAX - g.file_bytes) {
+        reply_error(req, c, find_err(413),
+                    "gh-mock: the file store is full (256 MiB in all); delete files first", NULL);
+        goto done;
+    }
+    if ((f = calloc(1, sizeof(*f))) == NULL)
+        goto oom;
+    f->refs = 1;
+    f->name = name != NULL && *name != '\0' ? name : strdup("upload");
+    f->mime = mime != NULL && *mime != '\0' ? mime : strdup("application/octet-stream");
+    if (f->name == name)
+        name = NULL;
+    if (f->mime == mime)
+        mime = NULL;
+    if (f->name == NULL || f->mime == NULL || (f->data = malloc(len > 0 ? len : 1)) == NULL ||
+        evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(in, &p, f->data, len) != (ev_ssize_t)len ||
+        list_push(&g.files, f) != 0)
+        goto oom;
+    snprintf(f->id, sizeof(f->id), "file_mock_%lu", ++g.next_file);
+    f->created = time(NULL);
+    f->size = len;
+    g.file_bytes += len;
+    put_file(evhttp_request_get_output_buffer(req), f, c);
+    reply_json(req, c->id, 200, "OK");
+    f = NULL;
+    goto done;
+oom:
+    reply_error(req, c, find_err(500), "gh-mock: out of memory", NULL);
+done:
+    file_unref(f);
+    free(name);
+    free(mime);
+}
+
+/* Answers the Files API routes, which all want the Files beta header. */
+static void on_files(struct evhttp_request *req, const struct call *c)
+{
+    struct evbuffer *b = evhttp_request_get_output_buffer(req);
+    struct mfile *f;
+    long i;
+
+    if (!has_files_beta(req)) {
+        reply_error(req, c, find_err(400),
+                    "gh-mock: the Files API is in beta; send anthropic-beta: " MOCK_FILES_BETA,
+                    NULL);
+        return;
+    }
+    if (c->route == R_FILES) {
+        if (c->method == EVHTTP_REQ_POST)
+            file_upload(req, c);
+        else
+            reply_list(req, c, &g.files, file_pos, put_file);
+        return;
+    }
+    if ((i = list_find(&g.files, c->obj)) < 0) {
+        reply_error(req, c, find_err(404), "gh-mock: no such file: ", c->obj);
+        return;
+    }
+    f = g.files.v[i];
+    if (c->route == R_CONTENT) {
+        xfer_start(req, c, f->mime, NULL, f);
+        return;
+    }
+    if (c->method == EVHTTP_REQ_DELETE) {
+        evbuffer_add_printf(b, "{\"id\":\"%s\",\"type\":\"file_deleted\"}", f->id);
+        list_del(&g.files, (size_t)i);
+        g.file_bytes -= f->size;
+        file_unref(f);
+    } else {
+        put_file(b, f, c);
+    }
+    reply_json(req, c->id, 200, "OK");
+}
+
+/* Sends the final non-streaming answer for c, errors included, or starts a chunked one (batch
+ * results, file content); evhttp owns req afterwards. */
+static void answer(struct evhttp_request *req, const struct call *c)
+{
+    struct evbuffer *b = evhttp_request_get_output_buffer(req);
+
+    if (c->scen == SC_ERROR)
+        reply_error(req, c, c->err, NULL, NULL);
+    else if (c->scen == SC_BAD_BODY)
+        reply_error(req, c, find_err(400), c->bad, NULL);
+    else if (c->scen == SC_UNKNOWN)
+        reply_error(req, c, find_err(400), "gh-mock: unknown scenario: ", c->bad);
+    else if (c->route == R_MODELS)
+        reply_models(req, c);
+    else if (c->route >= R_BATCHES && c->route <= R_RESULTS)
+        on_batches(req, c);
+    else if (c->route >= R_FILES)
+        on_files(req, c);
+    else {
+        if (c->route == R_COUNT)
+            evbuffer_add_printf(b, "{\"input_tokens\":%ld}", c->in_tok);
+        else
+            put_message(b, c);
+        reply_json(req, c->id, 200, "OK");
+    }
+}
+
+/* Timer callback of a parked job: its delay is over, or its next paced step (or transfer chunk)
+ * is due. */
 static void job_fire(evutil_socket_t fd, short what, void *arg)
 {
     struct job *j = arg;
@@ -700,6 +1468,8 @@ static void job_fire(evutil_socket_t fd, short what, void *arg)
         job_cut(j);
     } else if (j->phase == PH_STREAM) {
         stream_pump(j);
+    } else if (j->phase == PH_XFER) {
+        xfer_pump(j);
     } else if (is_streaming(&j->c)) {
         stream_start(j);
         stream_pump(j);
@@ -714,23 +1484,10 @@ static void job_fire(evutil_socket_t fd, short what, void *arg)
  * Returns 0/-1. */
 static int job_start(struct evhttp_request *req, const struct call *c)
 {
-    struct job *j = calloc(1, sizeof(*j));
+    struct job *j = job_new(req, c);
 
     if (j == NULL)
         return -1;
-    j->req = req;
-    j->evcon = evhttp_request_get_connection(req);
-    j->c = *c;
-    j->heap = 1;
-    if (j->evcon == NULL || evtimer_assign(&j->timer, g.base, job_fire, j) != 0) {
-        free(j);
-        return -1;
-    }
-    j->next = g.jobs;
-    if (g.jobs != NULL)
-        g.jobs->prev = j;
-    g.jobs = j;
-    evhttp_connection_set_closecb(j->evcon, job_closed, j);
     job_arm(j, c->delay_ms);
     return 0;
 }
@@ -775,8 +1532,8 @@ static long parse_num(const char *v, long def, long max)
     return n > max ? max : n;
 }
 
-/* Reads the x-mock-* tunables into c and points *scen and *key at the x-mock-scenario and
- * x-api-key values (borrowed from req), in one pass over the headers. */
+/* Reads the x-mock-* tunables and the Host header into c and points *scen and *key at the
+ * x-mock-scenario and x-api-key values (all borrowed from req), in one pass over the headers. */
 static void read_headers(struct evhttp_request *req, struct call *c, const char **scen,
                          const char **key)
 {
@@ -787,8 +1544,12 @@ static void read_headers(struct evhttp_request *req, struct call *c, const char 
         if (strncasecmp(kv->key, "x-mock-", 7) != 0) {
             if (strcasecmp(kv->key, "x-api-key") == 0)
                 *key = kv->value;
+            else if (strcasecmp(kv->key, "host") == 0)
+                c->host = kv->value;
         } else if (strcasecmp(kv->key + 7, "scenario") == 0) {
             *scen = kv->value;
+        } else if (strcasecmp(kv->key + 7, "batch-status") == 0) {
+            c->batch_pending = strcasecmp(kv->value, "in_progress") == 0;
         } else {
             for (i = 0; i < N_ELEM(tunables); i++) {
                 if (strcasecmp(kv->key + 7, tunables[i].name) == 0) {
@@ -836,39 +1597,15 @@ static int parse_body(struct evhttp_request *req, struct call *c)
     return 0;
 }
 
-/* Sets c->scen from the x-mock-scenario value, else from a "mock-<scenario>" model, else ok. */
-static void pick_scenario(struct call *c, const char *name)
-{
-    char *end;
-    long status;
-    size_t i;
-
-    if (name == NULL && strncmp(c->model, "mock-", 5) == 0)
-        name = c->model + 5;
-    if (name == NULL || *name == '\0')
-        return;
-    for (i = 0; i < N_ELEM(scen_names); i++) {
-        if (strcasecmp(name, scen_names[i]) == 0) {
-            c->scen = (int)i;
-            return;
-        }
-    }
-    status = strtol(name, &end, 10);
-    if (end != name && *end == '\0' && status != 405 && (c->err = find_err(status)) != NULL) {
-        c->scen = SC_ERROR;
-        return;
-    }
-    c->scen = SC_UNKNOWN;
-    c->bad = name;
-}
-
 /* Handles a request to an Anthropic API route: tunables, key checks, body, scenario, answer. */
 static void on_api(struct evhttp_request *req, struct call *c)
 {
     const char *scen = NULL, *key = NULL;
 
     read_headers(req, c, &scen, &key);
-    if (c->route != R_MODELS && parse_body(req, c) != 0)
+    if ((c->route == R_MESSAGES || c->route == R_COUNT ||
+         (c->route == R_BATCHES && c->method == EVHTTP_REQ_POST)) &&
+        parse_body(req, c) != 0)
         c->scen = SC_BAD_BODY;
     else
         pick_scenario(c, scen);
@@ -936,8 +1673,57 @@ done:
     return rc;
 }
 
+/* Returns the length of the valid UTF-8 sequence at s[0..n), or 0 when there is none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len, i;
+    unsigned cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] < 0xc2 || s[0] > 0xf4)
+        return 0;
+    len = s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
+    if (len > n)
+        return 0;
+    cp = s[0] & (0x3fu >> (len - 1));
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* Returns a JSON string of the first MOCK_RECORD_UPLOAD bytes of an upload's body, with every
+ * byte that is not part of valid UTF-8 replaced by U+FFFD, so that the records stay parseable
+ * JSON after a binary upload. */
+static struct json_object *upload_prefix(struct evbuffer *in)
+{
+    unsigned char raw[MOCK_RECORD_UPLOAD], out[3 * MOCK_RECORD_UPLOAD];
+    ev_ssize_t got = evbuffer_copyout(in, raw, sizeof(raw));
+    size_t n = got > 0 ? (size_t)got : 0, i = 0, o = 0, k;
+
+    while (i < n) {
+        if ((k = utf8_len(raw + i, n - i)) == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(out + o, raw + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    return json_object_new_string_len((const char *)out, (int)o);
+}
+
 /* Appends a JSON description of req to the ring of recorded requests, dropping the oldest once
- * it holds MOCK_RECORD_MAX; the ring owns the objects. Returns 0/-1. */
+ * it holds MOCK_RECORD_MAX; the ring owns the objects. An upload (POST /v1/files) records only the
+ * start of its body (see upload_prefix) but its full body_len. Returns 0/-1. */
 static int record(struct evhttp_request *req, const char *path, unsigned long id,
                   enum evhttp_cmd_type m)
 {
@@ -970,9 +1756,12 @@ static int record(struct evhttp_request *req, const char *path, unsigned long id
     json_object_object_add(o, "query", json_object_new_string(query != NULL ? query : ""));
     json_object_object_add(o, "headers", h);
     h = NULL;
-    json_object_object_add(
-        o, "body",
-        json_object_new_string_len(n > 0 ? (const char *)evbuffer_pullup(in, -1) : "", (int)n));
+    if (m == EVHTTP_REQ_POST && strcmp(path, "/v1/files") == 0)
+        json_object_object_add(o, "body", upload_prefix(in));
+    else
+        json_object_object_add(
+            o, "body",
+            json_object_new_string_len(n > 0 ? (const char *)evbuffer_pullup(in, -1) : "", (int)n));
     json_object_object_add(o, "body_len", json_object_new_int64((int64_t)n));
     if (json_object_array_add(g.records, o) != 0)
         goto done;
@@ -1010,6 +1799,25 @@ static void on_admin(struct evhttp_request *req, const struct call *c)
     reply_json(req, c->id, 200, "OK");
 }
 
+/* Tells whether path matches pattern, where "*" stands for one non-empty path segment, which is
+ * copied (truncated) to obj. */
+static int route_match(const char *pattern, const char *path, char *obj, size_t size)
+{
+    size_t n;
+
+    for (; *pattern != '\0'; pattern++) {
+        if (*pattern == '*') {
+            if ((n = strcspn(path, "/")) == 0)
+                return 0;
+            snprintf(obj, size, "%.*s", (int)(n < size ? n : size - 1), path);
+            path += n;
+        } else if (*path++ != *pattern) {
+            return 0;
+        }
+    }
+    return *path == '\0';
+}
+
 /* evhttp's catch-all callback: records the request, then routes it. evhttp owns req. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
@@ -1028,14 +1836,15 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (g.record && record(req, path, c.id, m) != 0)
             fprintf(stderr, "gh-mock: could not record req_mock_%lu\n", c.id);
     }
-    for (i = 0; i < N_ELEM(routes) && strcmp(routes[i].path, path) != 0; i++)
+    c.method = (int)m;
+    for (i = 0; i < N_ELEM(routes) && !route_match(routes[i].path, path, c.obj, sizeof(c.obj)); i++)
         ;
     if (i == N_ELEM(routes)) {
         reply_error(req, &c, find_err(404), "gh-mock: no such path: ", path);
     } else if (!(routes[i].methods & (int)m)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", routes[i].allow);
         reply_error(req, &c, find_err(405), NULL, NULL);
-    } else if ((c.route = routes[i].route) <= R_MODELS) {
+    } else if ((c.route = routes[i].route) < R_HEALTH) {
         on_api(req, &c);
     } else {
         on_admin(req, &c);
@@ -1201,6 +2010,12 @@ done:
     if (g.tok != NULL)
         json_tokener_free(g.tok);
     json_object_put(g.records);
+    for (i = 0; i < (int)g.batches.n; i++)
+        batch_free(g.batches.v[i]);
+    for (i = 0; i < (int)g.files.n; i++)
+        file_unref(g.files.v[i]);
+    free(g.batches.v);
+    free(g.files.v);
     if (g.base != NULL)
         event_base_free(g.base);
     libevent_global_shutdown();
