@@ -560,7 +560,8 @@ static void add_beta(wbuf_t *w, size_t *added_from, int *added, const char *clie
         list_has(w->out + *added_from, w->len - *added_from, tok, tok_len))
         return;
     if (*added == 0) {
-        while (w->len > 0 && (is_ws(w->out[w->len - 1]) || w->out[w->len - 1] == ','))
+        while (w->len > 0 && (w->out[w->len - 1] == ' ' || w->out[w->len - 1] == '\t' ||
+                              w->out[w->len - 1] == ','))
             w->len--;
         *added_from = w->len;
     }

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "shm.h"
 #include "models.h"
+#include "oai.h"
 #include "proxy.h"
 #include "resources.h"
 #include "route.h"
@@ -151,6 +152,47 @@ static void client_handler(gh_http_req_t *req, void *arg)
         }
         gh_proxy_messages(req, path);
         return;
+    }
+    if (strcmp(path, "/v1/complete") == 0) {
+        if (strcmp(m, "POST") != 0) {
+            method_not_allowed(req, "POST");
+            return;
+        }
+        gh_proxy_messages(req, "/v1/complete");
+        return;
+    }
+    {
+        static const struct {
+            const char *path;
+            int kind;
+            const char *endpoint;
+        } oai[] = {{"/v1/chat/completions", GH_OAI_CHAT, "/v1/chat/completions"},
+                   {"/v1/responses", GH_OAI_RESPONSES, "/v1/responses"},
+                   {"/v1/completions", GH_OAI_COMPLETIONS, "/v1/completions"}};
+        static const struct {
+            const char *prefix;
+            const char *operation;
+        } unsupported[] = {{"/v1/embeddings", "embeddings"},
+                           {"/v1/audio/speech", "speech (text to speech)"},
+                           {"/v1/audio/transcriptions", "transcriptions (speech to text)"},
+                           {"/v1/audio/translations", "audio translations"},
+                           {"/v1/images/", "image generation"},
+                           {"/v1/moderations", "moderations"}};
+        size_t i;
+        for (i = 0; i < GH_ARRAY_LEN(oai); i++)
+            if (strcmp(path, oai[i].path) == 0) {
+                if (strcmp(m, "POST") != 0) {
+                    method_not_allowed(req, "POST");
+                    return;
+                }
+                gh_proxy_openai(req, oai[i].kind, oai[i].endpoint);
+                return;
+            }
+        for (i = 0; i < GH_ARRAY_LEN(unsupported); i++)
+            if (strncmp(path, unsupported[i].prefix, strlen(unsupported[i].prefix)) == 0) {
+                gh_proxy_unsupported(req, unsupported[i].operation);
+                return;
+            }
     }
     if (gh_resources_handle(req, path))
         return;
