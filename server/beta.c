@@ -549,22 +549,15 @@ static void wput(wbuf_t *w, const char *p, size_t len)
 }
 
 /* Appends the beta tok[0..tok_len) unless it is empty, in the client's list, stripped or already
- * appended (after w->out[*added_from]). *added counts the betas appended so far; the first one
- * drops the trailing separators of the client's verbatim list. */
-static void add_beta(wbuf_t *w, size_t *added_from, int *added, const char *client, size_t clen,
+ * appended (after w->out[added_from]); counts it in *added. */
+static void add_beta(wbuf_t *w, size_t added_from, int *added, const char *client, size_t clen,
                      const char *tok, size_t tok_len, const char *const *strip, size_t nstrip)
 {
     trim(&tok, &tok_len);
     if (tok_len == 0 || list_has(client, clen, tok, tok_len) ||
         set_has(strip, nstrip, tok, tok_len) ||
-        list_has(w->out + *added_from, w->len - *added_from, tok, tok_len))
+        list_has(w->out + added_from, w->len - added_from, tok, tok_len))
         return;
-    if (*added == 0) {
-        while (w->len > 0 && (w->out[w->len - 1] == ' ' || w->out[w->len - 1] == '\t' ||
-                              w->out[w->len - 1] == ','))
-            w->len--;
-        *added_from = w->len;
-    }
     if (w->len > 0)
         wput(w, ",", 1);
     wput(w, tok, tok_len);
@@ -577,7 +570,7 @@ int gh_beta_header(const char *client, const char *body, size_t body_len, unsign
                    char *out, size_t outsz, int *changed)
 {
     unsigned need = 0, want = 0;
-    size_t clen, added_from;
+    size_t clen, core = 0, added_from;
     int stripped = 0, added = 0;
     wbuf_t w;
 
@@ -625,7 +618,12 @@ int gh_beta_header(const char *client, const char *body, size_t body_len, unsign
         i = end + 1;
     }
     if (!stripped) {
-        wput(&w, client, clen);
+        /* Verbatim; trailing separators are only written back when nothing is appended. */
+        core = clen;
+        while (core > 0 &&
+               (client[core - 1] == ' ' || client[core - 1] == '\t' || client[core - 1] == ','))
+            core--;
+        wput(&w, client, core);
     } else {
         for (size_t i = 0; i <= clen;) {
             const char *c = memchr(client + i, ',', clen - i);
@@ -645,13 +643,15 @@ int gh_beta_header(const char *client, const char *body, size_t body_len, unsign
     added_from = w.len;
     for (unsigned b = 0; b < B_COUNT; b++) {
         if (need & BIT(b))
-            add_beta(&w, &added_from, &added, client, clen, beta_names[b], strlen(beta_names[b]),
+            add_beta(&w, added_from, &added, client, clen, beta_names[b], strlen(beta_names[b]),
                      strip, nstrip);
     }
     for (size_t k = 0; k < nadd; k++) {
         if (add[k] != NULL)
-            add_beta(&w, &added_from, &added, client, clen, add[k], strlen(add[k]), strip, nstrip);
+            add_beta(&w, added_from, &added, client, clen, add[k], strlen(add[k]), strip, nstrip);
     }
+    if (!stripped && added == 0)
+        wput(&w, client + core, clen - core);
     if (w.overflow) {
         out[0] = '\0';
         return GH_ERR;
