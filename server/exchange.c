@@ -105,7 +105,7 @@ static void settle_limits(gh_exchange_t *ex)
     }
     settle_provider(ex, act_in, act_out);
     if (ex->in_parallel) {
-        gh_limits_leave(GH_LIMITS_KIND_KEY, ex->rec.key_id, (int32_t)getpid());
+        gh_limits_leave(GH_LIMITS_KIND_KEY, ex->rec.key_id, (int32_t)gh_getpid());
         ex->in_parallel = 0;
     }
     if (ex->budget >= 0 && ex->rec.cost_usd > 0)
@@ -1037,7 +1037,7 @@ int gh_exchange_admit_key(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t max_to
     }
     if (vk->max_parallel >= 0) {
         if (gh_limits_enter(GH_LIMITS_KIND_KEY, ex->rec.key_id, vk->max_parallel,
-                            (int32_t)getpid()) != GH_OK) {
+                            (int32_t)gh_getpid()) != GH_OK) {
             char msg[64];
             gh_limits_count_refusal(GH_LIMITS_REFUSED_CONCURRENCY);
             snprintf(msg, sizeof(msg), "%lld", (long long)vk->max_parallel);

@@ -7,12 +7,35 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "log.h"
 
 static const char *gh_log_role = "main";
 static gh_log_level_t gh_log_min = GH_LOG_INFO;
+
+static int gh_pid_cache;
+
+/* pthread_atfork child hook: the child has a pid of its own. */
+static void gh_pid_forget(void)
+{
+    gh_pid_cache = 0;
+}
+
+/* See log.h. */
+int gh_getpid(void)
+{
+    static int registered;
+
+    if (!registered) {
+        pthread_atfork(NULL, NULL, gh_pid_forget);
+        registered = 1;
+    }
+    if (gh_pid_cache == 0)
+        gh_pid_cache = (int)getpid();
+    return gh_pid_cache;
+}
 
 /* Names the process in every following line ("master", "worker"); role must outlive the process. */
 void gh_log_set_role(const char *role) { gh_log_role = role; }
@@ -37,7 +60,7 @@ void gh_log(gh_log_level_t level, const char *fmt, ...)
     gmtime_r(&tv.tv_sec, &tm);
     n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%d %s] %s: ",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(tv.tv_usec / 1000), (int)getpid(), gh_log_role, names[level]);
+                 (int)(tv.tv_usec / 1000), gh_getpid(), gh_log_role, names[level]);
     if (n < 0 || (size_t)n >= sizeof(line))
         return;
     va_start(ap, fmt);

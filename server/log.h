@@ -10,6 +10,10 @@ typedef enum {
 } gh_log_level_t;
 
 void gh_log_set_role(const char *role);
+
+/* getpid() cached per process (glibc no longer caches it, and the request path asks often);
+ * reset in the child of every fork. */
+int gh_getpid(void);
 void gh_log_set_level(gh_log_level_t level);
 void gh_log(gh_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

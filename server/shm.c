@@ -124,7 +124,7 @@ int gh_shm_usage_publish(const gh_usage_rec_t *rec)
         if (!atomic_compare_exchange_strong_explicit(&s->state, &expected, GH_SLOT_WRITING,
                                                      memory_order_acquire, memory_order_relaxed))
             continue;
-        atomic_store_explicit(&s->pid, (int32_t)getpid(), memory_order_relaxed);
+        atomic_store_explicit(&s->pid, (int32_t)gh_getpid(), memory_order_relaxed);
         atomic_store_explicit(&s->claimed_us, gh_shm_mono_us(), memory_order_relaxed);
         memcpy(&s->rec, rec, sizeof(s->rec));
         atomic_store_explicit(&s->state, GH_SLOT_READY, memory_order_release);
@@ -164,7 +164,7 @@ void gh_shm_request_id(char *out, size_t outsz)
     static pid_t rnd_pid;
     static const gh_shm_t *rnd_shm;
     static unsigned rnd_gen;
-    pid_t self = getpid();
+    pid_t self = (pid_t)gh_getpid();
     uint64_t seq;
 
     if (out == NULL || outsz == 0)
