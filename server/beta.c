@@ -33,7 +33,7 @@ static const char *const beta_names[B_COUNT] = {
     GH_BETA_FAST_MODE,
 };
 
-/* The top-level members of a Messages request that can need a beta. */
+/* The top-level members of a Messages request that can need a beta, in gh_beta_keys order. */
 enum {
     T_TOOLS,
     T_OUTPUT_FORMAT,
@@ -46,10 +46,12 @@ enum {
     T_COUNT
 };
 
-static const char *const top_keys[T_COUNT] = {
+const char *const gh_beta_keys[GH_BETA_NKEYS] = {
     "tools", "output_format", "mcp_servers", "context_management",
     "speed", "messages",      "system",      "cache_control",
 };
+
+_Static_assert(T_COUNT == GH_BETA_NKEYS, "gh_beta_keys and the T_ indices disagree");
 
 /* The parent of an object met while walking content blocks, for keys whose meaning depends on it.
  */
@@ -446,17 +448,14 @@ static void scan_context_management(const char *s, size_t off, size_t len, unsig
     }
 }
 
-/* Sets in *need the betas of want the request body uses. The small members are looked at
- * directly; tools, system and messages only get a structural walk when their raw text mentions a
- * wanted key. Returns GH_ERR when the body is not a JSON object. */
-static int detect(const char *body, size_t len, unsigned want, unsigned *need)
+/* Sets in *need the betas of want the request body uses, given the spans of its gh_beta_keys
+ * members. The small members are looked at directly; tools, system and messages only get a
+ * structural walk when their raw text mentions a wanted key. */
+static void detect(const char *body, const gh_jspan_t *sp, unsigned want, unsigned *need)
 {
-    gh_jspan_t sp[T_COUNT];
     const gh_jspan_t *t;
     unsigned w;
 
-    if (gh_jscan_object(body, len, top_keys, T_COUNT, sp, NULL) != GH_OK)
-        return GH_ERR;
     if (sp[T_OUTPUT_FORMAT].type != GH_JSON_ABSENT && sp[T_OUTPUT_FORMAT].type != GH_JSON_NULL)
         *need |= BIT(B_STRUCTURED_OUTPUTS);
     if (sp[T_MCP_SERVERS].type != GH_JSON_ABSENT && sp[T_MCP_SERVERS].type != GH_JSON_NULL)
@@ -488,7 +487,6 @@ static int detect(const char *body, size_t len, unsigned want, unsigned *need)
     if (t->type == GH_JSON_ARRAY &&
         mentions(body, t->off, t->off + t->len, block_needles, GH_ARRAY_LEN(block_needles), w))
         walk(body, t->off + t->len, t->off, P_OTHER, 1, w, need);
-    return GH_OK;
 }
 
 /* Trims spaces and tabs from both ends of the token *p[0..*len). */
@@ -564,50 +562,30 @@ static void add_beta(wbuf_t *w, size_t added_from, int *added, const char *clien
     (*added)++;
 }
 
-/* Computes the anthropic-beta value to send upstream (see beta.h). */
-int gh_beta_header(const char *client, const char *body, size_t body_len, unsigned flags,
-                   const char *const *add, size_t nadd, const char *const *strip, size_t nstrip,
-                   char *out, size_t outsz, int *changed)
+/* Returns the bits of the betas neither in the client's list nor stripped: only those are worth
+ * detecting. */
+static unsigned wanted(const char *client, size_t clen, const char *const *strip, size_t nstrip)
 {
-    unsigned need = 0, want = 0;
-    size_t clen, core = 0, added_from;
-    int stripped = 0, added = 0;
-    wbuf_t w;
-
-    if (changed != NULL)
-        *changed = 0;
-    if (out == NULL || outsz == 0)
-        return GH_ERR;
-    out[0] = '\0';
-    if (client == NULL)
-        client = "";
-    if (strip == NULL)
-        nstrip = 0;
-    if (add == NULL)
-        nadd = 0;
-    clen = strlen(client);
-    w = (wbuf_t){out, outsz - 1, 0, 0};
-
-    /* Betas the client already sent or the upstream refuses need no detection. */
+    unsigned want = 0;
     for (unsigned b = 0; b < B_COUNT; b++) {
         size_t blen = strlen(beta_names[b]);
         if (!list_has(client, clen, beta_names[b], blen) &&
             !set_has(strip, nstrip, beta_names[b], blen))
             want |= BIT(b);
     }
-    /* A files endpoint carries multipart or no body at all: only the flag counts there. */
-    if (flags & GH_BETA_FILES_ENDPOINT)
-        need |= BIT(B_FILES_API);
-    else if (body != NULL && body_len > 0 && detect(body, body_len, want, &need) != GH_OK) {
-        /* Not a JSON object: forward the client's header as is. */
-        wput(&w, client, clen);
-        if (w.overflow)
-            return GH_ERR;
-        out[w.len] = '\0';
-        return GH_OK;
-    }
+    return want;
+}
 
-    /* The client's list: verbatim, or without the stripped betas when it has any. */
+/* Writes the client's list (verbatim, or without its stripped betas) followed by the betas of
+ * need and add it lacks into out; see gh_beta_header. */
+static int compose(const char *client, size_t clen, unsigned need, const char *const *add,
+                   size_t nadd, const char *const *strip, size_t nstrip, char *out, size_t outsz,
+                   int *changed)
+{
+    size_t core = 0, added_from;
+    int stripped = 0, added = 0;
+    wbuf_t w = {out, outsz - 1, 0, 0};
+
     for (size_t i = 0; i <= clen && !stripped;) {
         const char *c = memchr(client + i, ',', clen - i);
         size_t end = c != NULL ? (size_t)(c - client) : clen;
@@ -660,4 +638,65 @@ int gh_beta_header(const char *client, const char *body, size_t body_len, unsign
     if (changed != NULL)
         *changed = stripped || added > 0;
     return GH_OK;
+}
+
+/* Computes the anthropic-beta value to send upstream (see beta.h). */
+int gh_beta_header(const char *client, const char *body, size_t body_len, unsigned flags,
+                   const char *const *add, size_t nadd, const char *const *strip, size_t nstrip,
+                   char *out, size_t outsz, int *changed)
+{
+    gh_jspan_t sp[GH_BETA_NKEYS];
+    unsigned need = 0;
+    size_t clen;
+
+    if (changed != NULL)
+        *changed = 0;
+    if (out == NULL || outsz == 0)
+        return GH_ERR;
+    out[0] = '\0';
+    client = client != NULL ? client : "";
+    nstrip = strip != NULL ? nstrip : 0;
+    nadd = add != NULL ? nadd : 0;
+    clen = strlen(client);
+
+    /* A files endpoint carries multipart or no body at all: only the flag counts there. */
+    if (flags & GH_BETA_FILES_ENDPOINT) {
+        need |= BIT(B_FILES_API);
+    } else if (body != NULL && body_len > 0) {
+        if (gh_jscan_object(body, body_len, gh_beta_keys, GH_BETA_NKEYS, sp, NULL) != GH_OK) {
+            /* Not a JSON object: forward the client's header as is. */
+            if (clen >= outsz)
+                return GH_ERR;
+            memcpy(out, client, clen + 1);
+            return GH_OK;
+        }
+        detect(body, sp, wanted(client, clen, strip, nstrip), &need);
+    }
+    return compose(client, clen, need, add, nadd, strip, nstrip, out, outsz, changed);
+}
+
+/* Computes the anthropic-beta value from a body already scanned for gh_beta_keys (see beta.h). */
+int gh_beta_header_scanned(const char *client, const char *body, const gh_jspan_t *spans,
+                           unsigned flags, const char *const *add, size_t nadd,
+                           const char *const *strip, size_t nstrip, char *out, size_t outsz,
+                           int *changed)
+{
+    unsigned need = 0;
+    size_t clen;
+
+    if (changed != NULL)
+        *changed = 0;
+    if (out == NULL || outsz == 0)
+        return GH_ERR;
+    out[0] = '\0';
+    client = client != NULL ? client : "";
+    nstrip = strip != NULL ? nstrip : 0;
+    nadd = add != NULL ? nadd : 0;
+    clen = strlen(client);
+
+    if (flags & GH_BETA_FILES_ENDPOINT)
+        need |= BIT(B_FILES_API);
+    else if (body != NULL && spans != NULL)
+        detect(body, spans, wanted(client, clen, strip, nstrip), &need);
+    return compose(client, clen, need, add, nadd, strip, nstrip, out, outsz, changed);
 }

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "jscan.h"
+
 /* The betas gatehouse adds on its own when a request needs them (Bifrost's table). Passthrough-only
  * betas (skills, context-1m, redact-thinking, interleaved-thinking) are never added. */
 #define GH_BETA_COMPUTER_USE_2501 "computer-use-2025-01-24"
@@ -38,5 +40,17 @@
 int gh_beta_header(const char *client, const char *body, size_t body_len, unsigned flags,
                    const char *const *add, size_t nadd, const char *const *strip, size_t nstrip,
                    char *out, size_t outsz, int *changed);
+
+/* The top-level members gh_beta_header looks at, for callers that scan the body anyway. */
+#define GH_BETA_NKEYS 8
+extern const char *const gh_beta_keys[GH_BETA_NKEYS];
+
+/* Same as gh_beta_header for a body the caller has already validated with gh_jscan_object, with
+ * spans[0..GH_BETA_NKEYS) filled for the keys gh_beta_keys (e.g. appended to the caller's own key
+ * list), which saves the scan of the whole body. body or spans NULL means no body. */
+int gh_beta_header_scanned(const char *client, const char *body, const gh_jspan_t *spans,
+                           unsigned flags, const char *const *add, size_t nadd,
+                           const char *const *strip, size_t nstrip, char *out, size_t outsz,
+                           int *changed);
 
 #endif

@@ -302,7 +302,7 @@ static void on_results_end(gh_exchange_t *ex, int broken)
         gh_usage_set(rec.request_id, sizeof(rec.request_id), rid, strlen(rid));
         gh_usage_now_iso(rec.started_at, sizeof(rec.started_at));
         gh_usage_set(rec.key_id, sizeof(rec.key_id), rc->key_id, strlen(rc->key_id));
-        gh_usage_set(rec.endpoint, sizeof(rec.endpoint), "/v1/messages/batches", 20);
+        gh_usage_set(rec.endpoint, sizeof(rec.endpoint), "/v1/messages/batches/results", 28);
         gh_usage_set(rec.model_requested, sizeof(rec.model_requested), rc->models[i].model,
                      strlen(rc->models[i].model));
         gh_usage_set(rec.model, sizeof(rec.model), rc->models[i].model,

@@ -223,14 +223,15 @@ class Gateway:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def raw_stream(port, path, body, headers=None):
+def raw_stream(port, path, body, headers=None, method="POST"):
     """Sends a request on a raw socket and yields (elapsed_seconds, bytes) as they arrive, so a
     test can see when each piece reached the client."""
     payload = json.dumps(body).encode() if not isinstance(body, bytes) else body
-    hdrs = {"Host": "127.0.0.1", "Content-Type": "application/json",
-            "Content-Length": str(len(payload)), "Connection": "close"}
+    hdrs = {"Host": "127.0.0.1", "Connection": "close"}
+    if method != "GET":
+        hdrs.update({"Content-Type": "application/json", "Content-Length": str(len(payload))})
     hdrs.update(headers or {})
-    head = "POST %s HTTP/1.1\r\n" % path + "".join("%s: %s\r\n" % kv for kv in hdrs.items()) + "\r\n"
+    head = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in hdrs.items()) + "\r\n"
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     t0 = time.time()
     s.sendall(head.encode() + payload)

@@ -12,6 +12,7 @@
 
 #include "gh.h"
 #include "beta.h"
+#include "jscan.h"
 
 #define OUTSZ 1024
 
@@ -24,10 +25,22 @@ static void expect_policy(const char *client, const char *body, unsigned flags,
     int changed = -1;
     int rc = gh_beta_header(client, body, body != NULL ? strlen(body) : 0, flags, add, nadd, strip,
                             nstrip, out, sizeof out, &changed);
+    gh_jspan_t spans[GH_BETA_NKEYS];
+
     if (rc != GH_OK || strcmp(out, want) != 0 || changed != want_changed)
         fail_msg("client [%s] body %s: rc %d out [%s] changed %d, want [%s] changed %d",
                  client != NULL ? client : "(null)", body != NULL ? body : "(null)", rc, out,
                  changed, want, want_changed);
+    /* A valid body scanned by the caller gives the same answer. */
+    if (body == NULL ||
+        gh_jscan_object(body, strlen(body), gh_beta_keys, GH_BETA_NKEYS, spans, NULL) != GH_OK)
+        return;
+    changed = -1;
+    rc = gh_beta_header_scanned(client, body, spans, flags, add, nadd, strip, nstrip, out,
+                                sizeof out, &changed);
+    if (rc != GH_OK || strcmp(out, want) != 0 || changed != want_changed)
+        fail_msg("scanned: client [%s] body %s: rc %d out [%s] changed %d, want [%s] changed %d",
+                 client != NULL ? client : "(null)", body, rc, out, changed, want, want_changed);
 }
 
 /* Runs gh_beta_header without policy and asserts its result and changed flag. */
@@ -523,22 +536,27 @@ static void sb_puts(sb_t *b, const char *s)
  * escapes and trigger words included, chosen by a small generator seeded with seed. */
 static void sb_text(sb_t *b, size_t n, unsigned seed)
 {
-    static const char *const words[] = {"the ",
-                                        "file ",
-                                        "\\\"quoted\\\" ",
-                                        "int main(void) {\\n",
-                                        "    return 0;\\n}\\n",
-                                        "C:\\\\path\\\\to ",
-                                        "mcp_servers ",
-                                        "\\\"defer_loading\\\": true ",
-                                        "\\\"file_id\\\":\\\"file_1\\\" ",
-                                        "\\\"scope\\\" ",
-                                        "tool ",
-                                        "and ",
-                                        "\\u00e9t\\u00e9 ",
-                                        "{\\\"type\\\":\\\"computer_20250124\\\"} ",
-                                        "\\t",
-                                        "Read the code carefully before "};
+    static const char *const words[] = {
+        "the ",
+        "file ",
+        "\\\"quoted\\\" ",
+        "int main(void)\\n{\\n",
+        "    return 0;\\n}\\n",
+        "C:\\\\path ",
+        "mcp_servers ",
+        "\\\"defer_loading\\\": true ",
+        "\\\"file_id\\\":\\\"file_1\\\" ",
+        "\\\"scope\\\" ",
+        "tool ",
+        "and ",
+        "\\u00e9t\\u00e9 ",
+        "{\\\"type\\\":\\\"computer_20250124\\\"} ",
+        "\\t",
+        "Read the code carefully before you change anything. ",
+        "static size_t skip_ws(const char *s, size_t i, size_t n) ",
+        "Use the Edit tool for small changes and keep the style of the file. ",
+        "This is a longer sentence of plain prose without any escapes at all, as most text is. ",
+    };
     size_t start = b->len;
     unsigned r = seed * 2654435761u + 1u;
     while (b->len - start < n) {
@@ -548,9 +566,10 @@ static void sb_text(sb_t *b, size_t n, unsigned seed)
 }
 
 /* Builds a Claude-Code-like request of at least size bytes: a long cached system prompt, 24 tools
- * with descriptions and schemas, and a history of text, tool_use and tool_result turns. extra is
+ * with descriptions and schemas, and a history of text, tool_use and tool_result turns. With traps
+ * set, tool_use inputs hold file_id and cache_control.scope keys (which must not count). extra is
  * spliced into the last user message's content blocks (or "" for none). */
-static char *claude_code_body(size_t size, const char *extra, size_t *len)
+static char *claude_code_body(size_t size, int traps, const char *extra, size_t *len)
 {
     sb_t b = {NULL, 0, 0};
     char tmp[256];
@@ -590,8 +609,9 @@ static char *claude_code_body(size_t size, const char *extra, size_t *len)
                  "{\"type\":\"tool_use\",\"id\":\"toolu_%u\",\"name\":\"Read\",\"input\":{",
                  m, m);
         sb_puts(&b, tmp);
-        sb_puts(&b, "\"file_path\":\"/src/main.c\",\"file_id\":\"x\",\"cache_control\":"
-                    "{\"scope\":\"global\"}}}]},");
+        sb_puts(&b, traps ? "\"file_path\":\"/src/main.c\",\"file_id\":\"x\",\"cache_control\":"
+                            "{\"scope\":\"global\"}}}]},"
+                          : "\"file_path\":\"/src/main.c\"}}]},");
         snprintf(tmp, sizeof tmp,
                  "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":"
                  "\"toolu_%u\",\"content\":\"",
@@ -608,38 +628,59 @@ static char *claude_code_body(size_t size, const char *extra, size_t *len)
     return b.p;
 }
 
-/* A 300 KB Claude-Code-like body: no false positive from its text and schemas, the real features
- * found wherever they sit, and the time per call printed. */
+/* Returns the mean time in microseconds of one call on body: gh_beta_header, or with spans given
+ * gh_beta_header_scanned. */
+static double time_call(const char *client, const char *body, size_t len, const gh_jspan_t *spans)
+{
+    struct timespec t0, t1;
+    char out[OUTSZ];
+    int changed, iters = 200;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int k = 0; k < iters; k++) {
+        int rc = spans != NULL ? gh_beta_header_scanned(client, body, spans, 0, NULL, 0, NULL, 0,
+                                                        out, sizeof out, &changed)
+                               : gh_beta_header(client, body, len, 0, NULL, 0, NULL, 0, out,
+                                                sizeof out, &changed);
+        assert_int_equal(rc, GH_OK);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) /
+           iters;
+}
+
+/* 300 KB Claude-Code-like bodies: no false positive from their text, schemas and tool inputs, the
+ * real features found wherever they sit, and the time per call printed (a plain body, where the
+ * key search finds nothing, and one whose tool inputs force the structural walk). */
 static void test_large_body(void **state)
 {
     size_t len;
     char out[OUTSZ];
     int changed = -1;
-    char *body = claude_code_body(300 * 1024, "", &len);
-    struct timespec t0, t1;
-    int iters = 200;
+    char *body;
+    gh_jspan_t spans[GH_BETA_NKEYS];
     GH_UNUSED(state);
 
-    assert_true(len >= 300 * 1024);
-    assert_int_equal(gh_beta_header("claude-code-20250219", body, len, 0, NULL, 0, NULL, 0, out,
-                                    sizeof out, &changed),
-                     GH_OK);
-    assert_string_equal(out, "claude-code-20250219");
-    assert_int_equal(changed, 0);
-
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int k = 0; k < iters; k++)
+    for (int traps = 0; traps <= 1; traps++) {
+        body = claude_code_body(300 * 1024, traps, "", &len);
+        assert_true(len >= 300 * 1024);
         assert_int_equal(gh_beta_header("claude-code-20250219", body, len, 0, NULL, 0, NULL, 0, out,
                                         sizeof out, &changed),
                          GH_OK);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    print_message(
-        "gh_beta_header on a %zu-byte body: %.1f us per call\n", len,
-        ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) / iters);
-    free(body);
+        assert_string_equal(out, "claude-code-20250219");
+        assert_int_equal(changed, 0);
+        assert_int_equal(gh_jscan_object(body, len, gh_beta_keys, GH_BETA_NKEYS, spans, NULL),
+                         GH_OK);
+        print_message("%zu-byte body%s: gh_beta_header %.1f us, gh_beta_header_scanned %.1f us "
+                      "per call\n",
+                      len, traps ? " (structural walk)" : "",
+                      time_call("claude-code-20250219", body, len, NULL),
+                      time_call("claude-code-20250219", body, len, spans));
+        free(body);
+    }
 
     /* The last block of the history carries a file source and a scoped cache_control. */
-    body = claude_code_body(300 * 1024,
+    body = claude_code_body(300 * 1024, 1,
                             ",{\"type\":\"document\",\"source\":{\"type\":\"file\",\"file_id\":"
                             "\"file_9\"},\"cache_control\":{\"type\":\"ephemeral\",\"scope\":"
                             "\"global\"}}",
