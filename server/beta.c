@@ -53,8 +53,7 @@ const char *const gh_beta_keys[GH_BETA_NKEYS] = {
 
 _Static_assert(T_COUNT == GH_BETA_NKEYS, "gh_beta_keys and the T_ indices disagree");
 
-/* The parent of an object met while walking content blocks, for keys whose meaning depends on it.
- */
+/* The kind of object met while walking content blocks, for keys whose meaning depends on it. */
 enum { P_OTHER, P_CACHE_CONTROL, P_SOURCE };
 
 /* True for JSON white space. */
@@ -172,25 +171,74 @@ static int read_key(const char *s, size_t n, size_t *i, size_t *k0, size_t *k1)
     return GH_OK;
 }
 
+/* Returns the value of the hex digit c, or -1. */
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* True when the JSON string s[off..end) (quotes included) decodes to exactly the lit_len bytes of
- * lit; or, with prefix set, starts with them. Only a string holding an escape is decoded. */
+ * the ASCII literal lit; or, with prefix set, starts with them. Escapes are decoded on the fly and
+ * only as far as the comparison goes, so long values cost nothing and need no buffer; an escape
+ * for a non-ASCII character never matches. */
 static int str_match(const char *s, size_t off, size_t end, const char *lit, size_t lit_len,
                      int prefix)
 {
-    char buf[256];
-    gh_jspan_t sp = {GH_JSON_STRING, off, end - off, off, end - off};
-    long m;
+    size_t i = off + 1, k = 0;
 
     if (end - off < 2 || s[off] != '"' || s[end - 1] != '"')
         return 0;
-    if (memchr(s + off + 1, '\\', end - off - 2) == NULL) {
-        size_t raw = end - off - 2;
-        return (prefix ? raw >= lit_len : raw == lit_len) && memcmp(s + off + 1, lit, lit_len) == 0;
+    end--; /* the closing quote */
+    while (i < end) {
+        unsigned c = (unsigned char)s[i++];
+        if (c == '\\') {
+            if (i >= end)
+                return 0;
+            c = (unsigned char)s[i++];
+            switch (c) {
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'u':
+                if (end - i < 4)
+                    return 0;
+                c = 0;
+                for (int d = 0; d < 4; d++) {
+                    int h = hexval(s[i++]);
+                    if (h < 0)
+                        return 0;
+                    c = c * 16 + (unsigned)h;
+                }
+                break;
+            default: /* '"', '\\' and '/' stand for themselves */
+                break;
+            }
+        }
+        if (k == lit_len)
+            return prefix;
+        if (c != (unsigned char)lit[k])
+            return 0;
+        k++;
     }
-    m = gh_jscan_string(s, &sp, buf, sizeof buf);
-    if (m < 0)
-        return 0;
-    return (prefix ? (size_t)m >= lit_len : (size_t)m == lit_len) && memcmp(buf, lit, lit_len) == 0;
+    return k == lit_len;
 }
 
 /* True when the string s[off..end) is exactly the literal lit. */

@@ -788,6 +788,46 @@ static void provider_full(gh_exchange_t *ex)
     refuse_rate(ex, &ex->prov_res, "rate_limited", body);
 }
 
+/* The client's anthropic-beta value, NUL-terminated (the parser ends every value), or NULL. */
+static const char *client_beta(const gh_exchange_t *ex)
+{
+    const gh_header_t *b = gh_http_header(&ex->req->head, "anthropic-beta");
+    return b != NULL ? b->value : NULL;
+}
+
+/* See exchange.h. */
+void gh_exchange_betas(gh_exchange_t *ex, const gh_jspan_t *spans)
+{
+    int changed = 0, rc;
+
+    if (spans != NULL)
+        rc = gh_beta_header_scanned(client_beta(ex), ex->req->body, spans, ex->beta_flags, NULL,
+                                    0, NULL, 0, ex->beta_needed, sizeof(ex->beta_needed),
+                                    &changed);
+    else
+        rc = gh_beta_header(client_beta(ex), NULL, 0, ex->beta_flags, NULL, 0, NULL, 0,
+                            ex->beta_needed, sizeof(ex->beta_needed), &changed);
+    ex->beta_changed = rc == GH_OK && changed;
+}
+
+/* Picks the anthropic-beta value for the current provider: its add/strip policy applied to
+ * what the request needs; NULL (forward the client's header untouched) when nothing changed. */
+static void provider_betas(gh_exchange_t *ex)
+{
+    const gh_provider_t *p = ex->prov;
+    const char *base = ex->beta_changed ? ex->beta_needed : client_beta(ex);
+    int changed = 0;
+
+    ex->extra_beta = ex->beta_changed ? ex->beta_needed : NULL;
+    if (p->nbeta_add == 0 && p->nbeta_strip == 0)
+        return;
+    if (gh_beta_header(base, NULL, 0, 0, (const char *const *)p->beta_add, p->nbeta_add,
+                       (const char *const *)p->beta_strip, p->nbeta_strip, ex->beta_out,
+                       sizeof(ex->beta_out), &changed) == GH_OK &&
+        (changed || ex->beta_changed))
+        ex->extra_beta = ex->beta_out;
+}
+
 /* Starts one upstream attempt on the current target (moving on when it has no usable key). */
 static void start_attempt(gh_exchange_t *ex)
 {
@@ -855,6 +895,7 @@ static void start_attempt(gh_exchange_t *ex)
            (req->head.query ? strlen(req->head.query) + 1 : 0) + 1;
     free(ex->url);
     ex->url = malloc(ulen);
+    provider_betas(ex);
     if (ex->url == NULL || build_headers(ex, ex->key) != GH_OK)
         goto oom;
     snprintf(ex->url, ulen, "%s%s%s%s", ex->prov->base_url, ex->upstream_path,

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "auth.h"
+#include "beta.h"
 #include "http.h"
 #include "quota.h"
 #include "reply.h"
@@ -50,6 +51,10 @@ struct gh_exchange {
     int stream_body;        /* the request body streams in (req->body_in) */
     int stream_resp;        /* relay a 2xx non-SSE answer as it arrives */
     const char *extra_beta; /* anthropic-beta value replacing the client's, or NULL */
+    char beta_needed[1024]; /* the client's betas plus those the body needs (see beta.c) */
+    int beta_changed;       /* beta_needed differs from the client's header */
+    unsigned beta_flags;    /* GH_BETA_* flags of the endpoint */
+    char beta_out[1024];    /* beta_needed after the current provider's add/strip policy */
     gh_http_req_t *req;
     gh_provset_t *provs; /* the provider generation this request holds a reference on */
     gh_resolved_t route; /* the targets to try, in order */
@@ -113,6 +118,10 @@ void gh_exchange_start(gh_exchange_t *ex);
 
 /* Writes bytes of a streamed answer to the client (for hooks). */
 void gh_exchange_write(gh_exchange_t *ex, const void *p, size_t n);
+
+/* Computes beta_needed from the client's anthropic-beta header and the body (spans from a
+ * gh_jscan_object over gh_beta_keys, or NULL when the body is not JSON). */
+void gh_exchange_betas(gh_exchange_t *ex, const gh_jspan_t *spans);
 
 /* A conservative estimate of a body's input tokens (context-window checks). */
 int64_t gh_exchange_estimate_tokens(size_t body_len);

@@ -85,14 +85,18 @@ static const gh_vkey_t *authenticate(gh_exchange_t *ex)
  * stream, resolve the route, check the allowlist and the context window, admit, start. */
 static void route_and_start(gh_exchange_t *ex, const gh_vkey_t *vk)
 {
-    static const char *const keys[] = {"model", "stream", "max_tokens"};
+    /* one scan finds the members routing needs and those beta detection looks into */
+    static const char *keys[3 + GH_BETA_NKEYS] = {"model", "stream", "max_tokens"};
     gh_http_req_t *req = ex->req;
-    gh_jspan_t spans[3];
+    gh_jspan_t spans[3 + GH_BETA_NKEYS];
     size_t err_off = 0;
     char model[GH_MODEL_MAX], err[300];
     int64_t window;
 
-    if (gh_jscan_object(req->body, req->body_len, keys, 3, spans, &err_off) != GH_OK) {
+    if (keys[3] == NULL)
+        memcpy(&keys[3], gh_beta_keys, sizeof(gh_beta_keys));
+    if (gh_jscan_object(req->body, req->body_len, keys, GH_ARRAY_LEN(keys), spans, &err_off) !=
+        GH_OK) {
         snprintf(err, sizeof(err), "%zu", err_off);
         gh_exchange_refuse(ex, 400, "invalid_request_error", "invalid_request_error", NULL,
                            req->body_len == 0 ? "request body is empty: expected a JSON object%s"
@@ -144,6 +148,7 @@ static void route_and_start(gh_exchange_t *ex, const gh_vkey_t *vk)
                            "%s", err);
         return;
     }
+    gh_exchange_betas(ex, &spans[3]);
     if (gh_exchange_admit_key(ex, vk,
                               spans[2].type == GH_JSON_NUMBER
                                   ? strtoll(req->body + spans[2].off, NULL, 10)

@@ -20,7 +20,6 @@
 #include "worker.h"
 
 #define GH_BATCH_DISCOUNT 0.5 /* batch processing costs half the list price */
-#define GH_FILES_BETA "files-api-2025-04-14"
 
 typedef enum { RES_BATCH = 0, RES_FILE } res_kind_t;
 
@@ -44,7 +43,6 @@ typedef struct {
     size_t nmodels;
     int64_t nrequests;
     int accounted;         /* the batch's usage was already written before */
-    char beta[512];        /* anthropic-beta sent upstream */
 } res_ctx_t;
 
 /* A statement run on the worker's connection; these are admin-rate operations, so a short
@@ -415,18 +413,6 @@ done:
     return rcode;
 }
 
-/* Appends files-api to the client's anthropic-beta value (files endpoints need it). */
-static void files_beta(const gh_http_head_t *h, char *out, size_t outsz)
-{
-    const gh_header_t *b = gh_http_header(h, "anthropic-beta");
-    if (b == NULL || b->value_len == 0)
-        snprintf(out, outsz, "%s", GH_FILES_BETA);
-    else if (memmem(b->value, b->value_len, GH_FILES_BETA, strlen(GH_FILES_BETA)) != NULL)
-        snprintf(out, outsz, "%.*s", (int)b->value_len, b->value);
-    else
-        snprintf(out, outsz, "%.*s,%s", (int)b->value_len, b->value, GH_FILES_BETA);
-}
-
 /* See resources.h. */
 int gh_resources_wants_stream(const gh_http_head_t *head, void *arg)
 {
@@ -570,10 +556,8 @@ int gh_resources_handle(gh_http_req_t *req, const char *path)
         ex->hooks.data = on_results_data;
         ex->hooks.stream_end = on_results_end;
     }
-    if (kind == RES_FILE) {
-        files_beta(&req->head, rc->beta, sizeof(rc->beta));
-        ex->extra_beta = rc->beta;
-    }
+    ex->beta_flags = kind == RES_FILE ? GH_BETA_FILES_ENDPOINT : 0;
+    gh_exchange_betas(ex, NULL);
     gh_exchange_start(ex);
     return 1;
 }

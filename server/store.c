@@ -643,6 +643,42 @@ done:
     return rc;
 }
 
+/* Splits a comma-separated list (NULL or "" = empty) into a malloc'd array of trimmed strings. */
+static int gh_store_split_list(const char *s, char ***out, size_t *n)
+{
+    char **list = NULL, **grown;
+    size_t count = 0;
+
+    *out = NULL;
+    *n = 0;
+    while (s != NULL && *s != '\0') {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        const char *a = s;
+        while (len > 0 && (*a == ' ' || *a == '\t'))
+            a++, len--;
+        while (len > 0 && (a[len - 1] == ' ' || a[len - 1] == '\t'))
+            len--;
+        if (len > 0) {
+            grown = realloc(list, (count + 1) * sizeof(*grown));
+            if (grown == NULL || (grown[count] = strndup(a, len)) == NULL) {
+                gh_log_error("realloc/strndup for a provider's beta list failed");
+                list = grown != NULL ? grown : list;
+                while (count > 0)
+                    free(list[--count]);
+                free(list);
+                return GH_ERR;
+            }
+            list = grown;
+            count++;
+        }
+        s = comma ? comma + 1 : s + strlen(s);
+    }
+    *out = list;
+    *n = count;
+    return GH_OK;
+}
+
 /* Reads every provider and its decrypted keys in one read transaction, so a concurrent admin change
  * is seen whole or not at all. The caller owns *out and frees it with gh_store_providers_free. */
 int gh_store_providers_load(sqlite3 *db, const gh_keys_t *keys, gh_provider_t **out, size_t *n)
@@ -663,7 +699,8 @@ int gh_store_providers_load(sqlite3 *db, const gh_keys_t *keys, gh_provider_t **
         goto done;
     if (gh_prepare(db,
                    "SELECT id, name, base_url, timeout_ms, rpm_limit, itpm_limit, otpm_limit, "
-                   "max_retries, backoff_initial_ms, backoff_max_ms FROM providers ORDER BY id",
+                   "max_retries, backoff_initial_ms, backoff_max_ms, beta_add, beta_strip "
+                   "FROM providers ORDER BY id",
                    &st) != GH_OK ||
         gh_prepare(db,
                    "SELECT id, key_sealed, key_last4, weight FROM provider_keys "
@@ -699,6 +736,11 @@ int gh_store_providers_load(sqlite3 *db, const gh_keys_t *keys, gh_provider_t **
         p->max_retries = sqlite3_column_int(st, 7);
         p->backoff_initial_ms = sqlite3_column_int(st, 8);
         p->backoff_max_ms = sqlite3_column_int(st, 9);
+        if (gh_store_split_list((const char *)sqlite3_column_text(st, 10), &p->beta_add,
+                                &p->nbeta_add) != GH_OK ||
+            gh_store_split_list((const char *)sqlite3_column_text(st, 11), &p->beta_strip,
+                                &p->nbeta_strip) != GH_OK)
+            goto done;
         if (gh_store_load_keys(db, kst, keys, p) != GH_OK)
             goto done;
     }
@@ -741,6 +783,12 @@ void gh_store_providers_free(gh_provider_t *providers, size_t n)
             }
         }
         free(providers[i].keys);
+        for (j = 0; j < providers[i].nbeta_add; j++)
+            free(providers[i].beta_add[j]);
+        free(providers[i].beta_add);
+        for (j = 0; j < providers[i].nbeta_strip; j++)
+            free(providers[i].beta_strip[j]);
+        free(providers[i].beta_strip);
         free(providers[i].name);
         free(providers[i].base_url);
     }

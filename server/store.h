@@ -37,6 +37,10 @@ typedef struct {
     int max_retries;   /* back-off retries on 5xx/529/timeouts before the next target */
     int backoff_initial_ms;
     int backoff_max_ms;
+    char **beta_add;   /* anthropic-beta values always sent to this provider */
+    size_t nbeta_add;
+    char **beta_strip; /* anthropic-beta values never sent to it */
+    size_t nbeta_strip;
     gh_provider_key_t *keys;
     size_t nkeys;
 } gh_provider_t;

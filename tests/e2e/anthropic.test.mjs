@@ -79,6 +79,8 @@ test('messages.create: plain answer, relayed with the provider key', async () =>
   assert.equal(row.input_tokens, 11);
   assert.equal(row.output_tokens, 7);
   assert.equal(row.stream, 0);
+  // claude-haiku-4-5* is priced $1 / $5 per million input / output tokens.
+  assert.ok(Math.abs(row.cost_usd - (11 * 1 + 7 * 5) / 1e6) < 1e-12, `cost ${row.cost_usd}`);
 });
 
 test('messages.stream: text events and finalMessage', async () => {
@@ -265,12 +267,21 @@ test('batches: results read through gatehouse are JSONL, accounted at the batch 
   const lines = r.text.split('\n').filter((l) => l.trim());
   checkResults(lines.map((l) => JSON.parse(l)));
   const rows = await gw.waitUsage(1, { pred: (x) => x.upstream_request_id === batch.id });
-  const row = rows.at(-1);
-  assert.equal(row.endpoint, '/v1/messages/batches');
+  assert.equal(rows.length, 1, 'one row per model of the batch');
+  const row = rows[0];
+  assert.match(row.endpoint, /^\/v1\/messages\/batches/);
   assert.equal(row.model, MODEL);
   assert.equal(row.input_tokens, 22);
   assert.equal(row.output_tokens, 14);
-  assert.equal(row.attempts, 2);
+  // Half of the list price ($1 / $5 per million tokens) for batch processing.
+  assert.ok(Math.abs(row.cost_usd - ((22 * 1 + 14 * 5) / 1e6) * 0.5) < 1e-12, `cost ${row.cost_usd}`);
+  // Reading the results a second time adds nothing.
+  const again = await http(`${gw.url}/v1/messages/batches/${batch.id}/results`, {
+    headers: { 'x-api-key': gw.key, 'anthropic-version': '2023-06-01' },
+  });
+  assert.equal(again.status, 200);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(gw.usageRows().filter((x) => x.upstream_request_id === batch.id).length, 1);
 });
 
 test('batches: another key cannot see the batch (404)', async () => {

@@ -9,6 +9,7 @@
 //   await stack.stop();
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import nodeHttp from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -287,4 +288,51 @@ export function hdr(record, name) {
  */
 export function KNOWN_BUG(description) {
   return process.env.GH_E2E_STRICT ? false : `gatehouse bug: ${description}`;
+}
+
+/**
+ * A recording HTTP proxy on an ephemeral loopback port in front of target (a base URL). Each
+ * request is read whole, shown to onRequest({method, path, headers, body}) which may change
+ * headers, then forwarded; the answer is streamed back as it arrives (SSE keeps its pacing).
+ * records holds {method, path, headers, body, status} per request, oldest first.
+ */
+export async function startProxy(target, { onRequest } = {}) {
+  const t = new URL(target);
+  const records = [];
+  const server = nodeHttp.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const rec = { method: req.method, path: req.url, headers: { ...req.headers }, body: body.toString('utf8'), status: null };
+      records.push(rec);
+      const headers = { ...req.headers, host: t.host };
+      if (onRequest) onRequest({ ...rec, headers });
+      if (body.length) headers['content-length'] = String(body.length);
+      const up = nodeHttp.request(
+        { host: t.hostname, port: t.port, method: req.method, path: req.url, headers },
+        (ur) => {
+          rec.status = ur.statusCode;
+          res.writeHead(ur.statusCode, ur.headers);
+          ur.pipe(res);
+        },
+      );
+      up.on('error', (e) => {
+        rec.status = 599;
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+        res.end(`proxy: ${e.message}`);
+      });
+      up.end(body);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    records,
+    async stop() {
+      server.closeAllConnections?.();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }

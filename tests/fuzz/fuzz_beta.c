@@ -118,16 +118,22 @@ static size_t val_end(const doc_t *d, size_t i)
 /* True when the string value at [a, b) decodes to lit (exactly, or as a prefix). */
 static int str_eq(const doc_t *d, size_t a, size_t b, const char *lit, int prefix)
 {
-    char buf[512];
     gh_jspan_t sp = {GH_JSON_STRING, a, b - a, a, b - a};
+    size_t l = strlen(lit);
+    char *buf;
     long m;
+    int eq;
+
     if (d->s[a] != '"')
         return 0;
-    m = gh_jscan_string(d->s, &sp, buf, sizeof buf);
-    if (m < 0)
-        return 0;
-    return prefix ? (size_t)m >= strlen(lit) && memcmp(buf, lit, strlen(lit)) == 0
-                  : (size_t)m == strlen(lit) && memcmp(buf, lit, (size_t)m) == 0;
+    buf = malloc(b - a); /* the decoded text is never longer than the raw one */
+    CHECK(buf != NULL);
+    m = gh_jscan_string(d->s, &sp, buf, b - a);
+    CHECK(m >= 0);
+    eq = prefix ? (size_t)m >= l && memcmp(buf, lit, l) == 0
+                : (size_t)m == l && memcmp(buf, lit, l) == 0;
+    free(buf);
+    return eq;
 }
 
 /* Calls fn for each member of the object at i: key [k0,k1), value [v0,v1). */

@@ -355,6 +355,19 @@ static void test_escaped_spelling(void **state)
     expect_feature("{\"messages\":[{\"content\":[{\"source\":{\"type\":\"fil\\u0065\"},"
                    "\"file_id\":1}]}]}",
                    GH_BETA_FILES_API);
+    /* Long values are compared as far as needed, escapes included. */
+    char body[1024], pad[700];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    snprintf(body, sizeof body,
+             "{\"context_management\":{\"edits\":[{\"type\":\"comp\\u0061ct\\n%s\"}]}}", pad);
+    expect_feature(body, GH_BETA_COMPACT);
+    snprintf(body, sizeof body, "{\"speed\":\"fast\\n%s\"}", pad);
+    expect_none(body);
+    /* An escape for a non-ASCII character never equals ASCII text. */
+    expect_none("{\"speed\":\"f\\u0161st\"}");
+    expect_none("{\"speed\":\"fas\\u0074\\ud83d\\ude00\"}");
+    expect_none("{\"tools\":[{\"type\":\"computer_2025112\\u00b4\"}]}");
 }
 
 /* strip removes a beta the client sent, one the body needs and one add asks for. */
@@ -694,6 +707,43 @@ static void test_large_body(void **state)
     free(body);
 }
 
+/* The key search finds keys at every offset, across its 16-byte blocks and up to the end of the
+ * member, and a string that merely equals a key never counts. */
+static void test_key_offsets(void **state)
+{
+    char body[512], pad[80];
+    GH_UNUSED(state);
+    for (size_t k = 0; k < 70; k++) {
+        memset(pad, 'x', k);
+        pad[k] = '\0';
+        snprintf(body, sizeof body,
+                 "{\"messages\":[{\"content\":[{\"text\":\"%s\",\"file_id\":1}]}]}", pad);
+        expect(NULL, body, 0, GH_BETA_FILES_API, 1);
+        snprintf(
+            body, sizeof body,
+            "{\"messages\":[{\"content\":[{\"text\":\"%s\",\"source\":{\"type\":\"file\"}}]}]}",
+            pad);
+        expect(NULL, body, 0, GH_BETA_FILES_API, 1);
+        snprintf(body, sizeof body,
+                 "{\"system\":[{\"text\":\"%s\",\"cache_control\":{\"scope\":\"g\"}}],\"x\":1}",
+                 pad);
+        expect(NULL, body, 0, GH_BETA_PROMPT_CACHING_SCOPE, 1);
+        snprintf(body, sizeof body,
+                 "{\"tools\":[{\"description\":\"%s\",\"allowed_callers\":[]}],\"x\":1}", pad);
+        expect(NULL, body, 0, GH_BETA_ADVANCED_TOOL_USE, 1);
+        snprintf(body, sizeof body,
+                 "{\"tools\":[{\"name\":\"%s\",\"type\":\"computer_20251124\"}]}", pad);
+        expect(NULL, body, 0, GH_BETA_COMPUTER_USE_2511, 1);
+        /* Whole strings equal to a key, as values or in arrays: looked at, not counted. */
+        snprintf(body, sizeof body,
+                 "{\"messages\":[{\"content\":[{\"text\":\"%s\"},\"file_id\",{\"t\":\"file\"},"
+                 "{\"scope\":\"scope\"}]}],\"tools\":[{\"name\":\"strict\",\"x\":\"%s\","
+                 "\"y\":[\"defer_loading\",{\"strict\":true}]}]}",
+                 pad, pad);
+        expect_none(body);
+    }
+}
+
 /* Deep nesting within the scanner's limit is walked without trouble. */
 static void test_deep_nesting(void **state)
 {
@@ -736,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_invalid_json),
         cmocka_unit_test(test_empty_client),
         cmocka_unit_test(test_large_body),
+        cmocka_unit_test(test_key_offsets),
         cmocka_unit_test(test_deep_nesting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
