@@ -18,6 +18,8 @@
 #define GH_PROV_MAX_KEYS 64
 #define GH_PROV_WEIGHT_MAX 1000000
 #define GH_PROV_INT_MAX 2147483647
+#define GH_PROV_MAX_BETAS 32
+#define GH_PROV_BETA_MAX 64
 
 /* The integer columns a client may set, with their lower bound and whether null (unlimited) is
  * allowed. The order is the order of the answer's fields. */
@@ -32,10 +34,16 @@ static const struct {
 };
 #define GH_PROV_NINTS (sizeof(prov_ints) / sizeof(prov_ints[0]))
 
+/* The anthropic-beta policy columns (comma-separated lists, NULL for none), in the answer's
+ * order. */
+static const char *const prov_betas[] = {"beta_add", "beta_strip"};
+#define GH_PROV_NBETAS (sizeof(prov_betas) / sizeof(prov_betas[0]))
+
 static const char *const prov_fields[] = {
     "name",        "base_url",           "api_keys",       "api_key",
     "timeout_ms",  "rpm_limit",          "itpm_limit",     "otpm_limit",
-    "max_retries", "backoff_initial_ms", "backoff_max_ms", NULL,
+    "max_retries", "backoff_initial_ms", "backoff_max_ms", "beta_add",
+    "beta_strip",  NULL,
 };
 static const char *const key_fields[] = {"key", "weight", NULL};
 
@@ -53,6 +61,8 @@ typedef struct {
     gh_adm_str_t name;
     char *url; /* normalised base_url, malloc'd, or NULL when not given */
     gh_adm_int_t ints[GH_PROV_NINTS];
+    gh_adm_has_t betas_has[GH_PROV_NBETAS];
+    char *betas[GH_PROV_NBETAS]; /* joined with ",", malloc'd; NULL for null or [] */
     int has_keys;
     prov_key_t keys[GH_PROV_MAX_KEYS];
     size_t nkeys;
@@ -65,6 +75,8 @@ static void prov_in_free(prov_in_t *in)
 
     for (i = 0; i < in->nkeys; i++)
         free(in->keys[i].sealed);
+    for (i = 0; i < GH_PROV_NBETAS; i++)
+        free(in->betas[i]);
     free(in->url);
 }
 
@@ -103,6 +115,71 @@ static int prov_url(const char *s, char **out, gh_adm_err_t *err)
         gh_log_error("strndup(base_url) failed");
         return gh_adm_field_error(err, "base_url", "could not be stored (out of memory)");
     }
+    return GH_OK;
+}
+
+/* 1 when s (len bytes) is a usable anthropic-beta name: 1..GH_PROV_BETA_MAX bytes of letters,
+ * digits, '.', '_' or '-', so it can be neither split nor trimmed when the list is read back. */
+static int prov_beta_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > GH_PROV_BETA_MAX)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* Reads the beta list field (beta_add or beta_strip): null or [] = none, else an array of
+ * anthropic-beta names, joined with "," into *joined (malloc'd) the way the store keeps it. */
+static int prov_betas_parse(json_object *body, const char *field, gh_adm_has_t *has,
+                            char **joined, gh_adm_err_t *err)
+{
+    json_object *arr = NULL, *el;
+    char where[32], *out;
+    size_t i, n, len, total = 0;
+
+    if (!json_object_object_get_ex(body, field, &arr))
+        return GH_OK;
+    *has = arr == NULL ? GH_ADM_NULL : GH_ADM_VALUE;
+    if (arr == NULL)
+        return GH_OK;
+    if (!json_object_is_type(arr, json_type_array))
+        return gh_adm_field_error(err, field, "must be an array of anthropic-beta names, or null");
+    n = json_object_array_length(arr);
+    if (n > GH_PROV_MAX_BETAS)
+        return gh_adm_field_error(err, field, "must have at most %d entries", GH_PROV_MAX_BETAS);
+    for (i = 0; i < n; i++) {
+        el = json_object_array_get_idx(arr, i);
+        snprintf(where, sizeof(where), "%s[%zu]", field, i);
+        if (el == NULL || !json_object_is_type(el, json_type_string) ||
+            !prov_beta_ok(json_object_get_string(el), (size_t)json_object_get_string_len(el)))
+            return gh_adm_field_error(err, where,
+                                      "must be a string of 1 to %d letters, digits, '.', '_' "
+                                      "or '-'",
+                                      GH_PROV_BETA_MAX);
+        total += (size_t)json_object_get_string_len(el) + 1;
+    }
+    if (n == 0)
+        return GH_OK;
+    out = malloc(total);
+    if (out == NULL) {
+        gh_log_error("malloc(%s) failed", field);
+        return gh_adm_field_error(err, field, "could not be stored (out of memory)");
+    }
+    for (i = 0, total = 0; i < n; i++) {
+        el = json_object_array_get_idx(arr, i);
+        len = (size_t)json_object_get_string_len(el);
+        if (i > 0)
+            out[total++] = ',';
+        memcpy(out + total, json_object_get_string(el), len);
+        total += len;
+    }
+    out[total] = '\0';
+    *joined = out;
     return GH_OK;
 }
 
@@ -199,6 +276,9 @@ static int prov_parse(json_object *body, int create, prov_in_t *in, gh_adm_err_t
         if (gh_adm_get_int(body, prov_ints[i].name, prov_ints[i].min, GH_PROV_INT_MAX,
                            prov_ints[i].nullable, &in->ints[i], err) != GH_OK)
             return GH_ERR;
+    for (i = 0; i < GH_PROV_NBETAS; i++)
+        if (prov_betas_parse(body, prov_betas[i], &in->betas_has[i], &in->betas[i], err) != GH_OK)
+            return GH_ERR;
     if (prov_keys_parse(body, in, err) != GH_OK)
         return GH_ERR;
     if (create && in->name.has != GH_ADM_VALUE)
@@ -284,7 +364,7 @@ done:
  * transaction. */
 static int prov_write(sqlite3 *db, int64_t pid, const prov_in_t *in)
 {
-    gh_adm_set_t sets[GH_PROV_NINTS + 1], where = gh_adm_set_int("id", pid);
+    gh_adm_set_t sets[GH_PROV_NINTS + GH_PROV_NBETAS + 1], where = gh_adm_set_int("id", pid);
     sqlite3_stmt *st = NULL;
     size_t i, n = 0;
     int rc = GH_ERR;
@@ -296,6 +376,12 @@ static int prov_write(sqlite3 *db, int64_t pid, const prov_in_t *in)
             sets[n++] = gh_adm_set_int(prov_ints[i].name, in->ints[i].v);
         else if (in->ints[i].has == GH_ADM_NULL)
             sets[n++] = gh_adm_set_null(prov_ints[i].name);
+    }
+    for (i = 0; i < GH_PROV_NBETAS; i++) {
+        if (in->betas[i] != NULL)
+            sets[n++] = gh_adm_set_text(prov_betas[i], in->betas[i]);
+        else if (in->betas_has[i] != GH_ADM_ABSENT)
+            sets[n++] = gh_adm_set_null(prov_betas[i]);
     }
     if (gh_adm_update(db, "providers", &where, sets, n) < 0)
         goto done;
@@ -321,19 +407,56 @@ done:
 /* The provider columns answers are built from, in prov_object's index order. */
 #define PROV_COLS                                                                                  \
     "id, name, base_url, timeout_ms, rpm_limit, itpm_limit, otpm_limit, max_retries, "             \
-    "backoff_initial_ms, backoff_max_ms, created_at, updated_at"
+    "backoff_initial_ms, backoff_max_ms, beta_add, beta_strip, created_at, updated_at"
+
+/* The comma-separated list in column i of st as a JSON array of its (trimmed, non-empty) entries,
+ * read the way the store reads it; [] for NULL. */
+static json_object *prov_beta_array(sqlite3_stmt *st, int i)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i), *a, *comma;
+    json_object *arr = json_object_new_array(), *v;
+    size_t len;
+
+    while (arr != NULL && s != NULL && *s != '\0') {
+        comma = strchr(s, ',');
+        len = comma != NULL ? (size_t)(comma - s) : strlen(s);
+        a = s;
+        while (len > 0 && (*a == ' ' || *a == '\t'))
+            a++, len--;
+        while (len > 0 && (a[len - 1] == ' ' || a[len - 1] == '\t'))
+            len--;
+        if (len > 0) {
+            v = json_object_new_string_len(a, (int)len);
+            if (v == NULL || json_object_array_add(arr, v) != 0) {
+                json_object_put(v);
+                json_object_put(arr);
+                return NULL;
+            }
+        }
+        s = comma != NULL ? comma + 1 : s + strlen(s);
+    }
+    return arr;
+}
 
 /* Builds the answer object for the provider row in st (the columns of PROV_COLS), with its keys
  * listed through kst. Never reads key_sealed. The caller owns the result. */
 static json_object *prov_object(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *kst)
 {
-    json_object *o = json_object_new_object(), *keys = json_object_new_array(), *k;
+    json_object *o = json_object_new_object(), *keys = json_object_new_array(), *k, *b;
     int i, src;
 
     if (o == NULL || keys == NULL)
         goto fail;
     for (i = 1; i <= 9; i++)
         json_object_object_add(o, sqlite3_column_name(st, i), gh_adm_column(st, i));
+    for (i = 10; i <= 11; i++) {
+        b = prov_beta_array(st, i);
+        if (b == NULL) {
+            gh_log_error("json_object_new_array(%s) failed", sqlite3_column_name(st, i));
+            goto fail;
+        }
+        json_object_object_add(o, sqlite3_column_name(st, i), b);
+    }
     if (sqlite3_reset(kst) != SQLITE_OK ||
         sqlite3_bind_int64(kst, 1, sqlite3_column_int64(st, 0)) != SQLITE_OK) {
         gh_log_error("sqlite3_bind_int64(provider_keys.provider_id): %s", sqlite3_errmsg(db));
@@ -351,8 +474,8 @@ static json_object *prov_object(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *kst
         goto fail;
     }
     json_object_object_add(o, "api_keys", keys);
-    json_object_object_add(o, "created_at", gh_adm_column(st, 10));
-    json_object_object_add(o, "updated_at", gh_adm_column(st, 11));
+    json_object_object_add(o, "created_at", gh_adm_column(st, 12));
+    json_object_object_add(o, "updated_at", gh_adm_column(st, 13));
     return o;
 fail:
     json_object_put(keys);

@@ -197,11 +197,27 @@ static void refuse_rate(gh_exchange_t *ex, const gh_limit_result_t *res, const c
 }
 
 /* Re-arms the idle timeout: upstream must show progress within the provider's timeout_ms. */
+static int64_t idle_ms(const gh_exchange_t *ex)
+{
+    return ex->prov->timeout_ms > 0 ? ex->prov->timeout_ms : GH_DEFAULT_UPSTREAM_TIMEOUT_MS;
+}
+
+/* Starts the idle timer for a new attempt. */
+static void start_idle(gh_exchange_t *ex)
+{
+    int64_t ms = idle_ms(ex);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+    ex->progress_us = gh_now_us();
+    evtimer_add(ex->idle_timer, &tv);
+}
+
+/* Notes upstream progress. The timer is not moved on every chunk (a min-heap update per SSE
+ * event adds up over thousands of streams): it checks the time of the last progress when it
+ * fires and sleeps again for what is left. */
 static void arm_idle(gh_exchange_t *ex)
 {
-    int ms = ex->prov->timeout_ms > 0 ? ex->prov->timeout_ms : GH_DEFAULT_UPSTREAM_TIMEOUT_MS;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(ex->idle_timer, &tv);
+    ex->progress_us = gh_now_us();
 }
 
 /* Appends the headers gatehouse adds to every relayed answer. */
@@ -597,9 +613,16 @@ static void on_done(gh_upstream_xfer_t *x, CURLcode rc)
 static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 {
     gh_exchange_t *ex = arg;
+    uint64_t idle_us = gh_now_us() - ex->progress_us, limit_us = (uint64_t)idle_ms(ex) * 1000u;
     GH_UNUSED(fd);
     GH_UNUSED(what);
 
+    if (idle_us < limit_us) {
+        uint64_t left = limit_us - idle_us;
+        struct timeval tv = {(time_t)(left / 1000000u), (suseconds_t)(left % 1000000u)};
+        evtimer_add(ex->idle_timer, &tv);
+        return;
+    }
     ex->timed_out = 1;
     if (ex->in_multi) {
         gh_upstream_stop(&ex->xfer);
@@ -947,7 +970,7 @@ static void start_attempt(gh_exchange_t *ex)
     /* a proxy, if any, is configured per provider base URL, never from the environment (which
      * curl would otherwise consult with getenv on every request) */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
-    arm_idle(ex);
+    start_idle(ex);
     if (gh_upstream_start(&ex->xfer) != GH_OK) {
         refuse(ex, 500, "api_error", "internal_error", "could not start the upstream request%s",
                "");

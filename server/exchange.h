@@ -96,6 +96,7 @@ struct gh_exchange {
     char budget_period[4];
     int last_transport;     /* the last failure was a curl error (CURLcode), 0 if HTTP */
     uint64_t first_byte_us;
+    uint64_t progress_us; /* the last time upstream showed progress (idle timeout) */
     int body_paused; /* curl waits for more streamed request body */
 };
 

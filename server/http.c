@@ -993,7 +993,16 @@ void gh_http_stream_write(gh_http_req_t *req, const void *data, size_t len)
     if (len == 0 || req->is_head_method)
         return;
     if (req->head.version_minor >= 1) {
-        evbuffer_add_printf(out, "%zx\r\n", len);
+        /* chunk size in hex, built by hand: this runs once per relayed SSE event */
+        char hex[20];
+        size_t i = sizeof(hex), n = len;
+        hex[--i] = '\n';
+        hex[--i] = '\r';
+        do {
+            hex[--i] = "0123456789abcdef"[n & 15];
+            n >>= 4;
+        } while (n != 0);
+        evbuffer_add(out, hex + i, sizeof(hex) - i);
         evbuffer_add(out, data, len);
         evbuffer_add(out, "\r\n", 2);
     } else {
