@@ -40,10 +40,9 @@ static const char *const prov_betas[] = {"beta_add", "beta_strip"};
 #define GH_PROV_NBETAS (sizeof(prov_betas) / sizeof(prov_betas[0]))
 
 static const char *const prov_fields[] = {
-    "name",        "base_url",           "api_keys",       "api_key",
-    "timeout_ms",  "rpm_limit",          "itpm_limit",     "otpm_limit",
-    "max_retries", "backoff_initial_ms", "backoff_max_ms", "beta_add",
-    "beta_strip",  NULL,
+    "name",           "base_url",   "api_keys",   "api_key",     "timeout_ms",
+    "rpm_limit",      "itpm_limit", "otpm_limit", "max_retries", "backoff_initial_ms",
+    "backoff_max_ms", "beta_add",   "beta_strip", NULL,
 };
 static const char *const key_fields[] = {"key", "weight", NULL};
 
@@ -135,8 +134,8 @@ static int prov_beta_ok(const char *s, size_t len)
 
 /* Reads the beta list field (beta_add or beta_strip): null or [] = none, else an array of
  * anthropic-beta names, joined with "," into *joined (malloc'd) the way the store keeps it. */
-static int prov_betas_parse(json_object *body, const char *field, gh_adm_has_t *has,
-                            char **joined, gh_adm_err_t *err)
+static int prov_betas_parse(json_object *body, const char *field, gh_adm_has_t *has, char **joined,
+                            gh_adm_err_t *err)
 {
     json_object *arr = NULL, *el;
     char where[32], *out;

@@ -35,6 +35,15 @@ typedef enum {
 
 
 static void start_attempt(gh_exchange_t *ex);
+static void on_idle_timeout(evutil_socket_t fd, short what, void *arg);
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg);
+
+#define GH_EXCHANGE_POOL 256 /* finished exchanges kept for reuse (allocations per request) */
+
+static struct {
+    gh_exchange_t *free[GH_EXCHANGE_POOL];
+    int n;
+} exchange_pool;
 
 /* Wall-clock milliseconds (cooldowns are shared by processes, so not monotonic per process). */
 static int64_t wall_ms(void)
@@ -51,6 +60,20 @@ static int key_cooling(int64_t key_id)
 }
 
 /* Frees the exchange and everything it holds; the request itself belongs to the connection. */
+/* Frees the parts an exchange keeps between requests, then the struct. */
+static void exchange_destroy(gh_exchange_t *ex)
+{
+    if (ex->idle_timer != NULL)
+        event_free(ex->idle_timer);
+    if (ex->retry_timer != NULL)
+        event_free(ex->retry_timer);
+    if (ex->resp_headers != NULL)
+        evbuffer_free(ex->resp_headers);
+    if (ex->resp_body != NULL)
+        evbuffer_free(ex->resp_body);
+    free(ex);
+}
+
 void gh_exchange_free(gh_exchange_t *ex)
 {
     if (ex == NULL)
@@ -65,20 +88,33 @@ void gh_exchange_free(gh_exchange_t *ex)
         gh_upstream_easy_put(ex->xfer.easy);
         ex->xfer.easy = NULL;
     }
-    if (ex->idle_timer != NULL)
-        event_free(ex->idle_timer);
-    if (ex->retry_timer != NULL)
-        event_free(ex->retry_timer);
     curl_slist_free_all(ex->hdrs);
+    ex->hdrs = NULL;
     free(ex->url);
+    ex->url = NULL;
     free(ex->fwd_body);
-    if (ex->resp_headers != NULL)
-        evbuffer_free(ex->resp_headers);
-    if (ex->resp_body != NULL)
-        evbuffer_free(ex->resp_body);
+    ex->fwd_body = NULL;
     gh_sse_free(&ex->sse);
     gh_worker_provs_release(ex->provs);
-    free(ex);
+    ex->provs = NULL;
+    if (ex->idle_timer != NULL && ex->retry_timer != NULL && ex->resp_headers != NULL &&
+        ex->resp_body != NULL && exchange_pool.n < GH_EXCHANGE_POOL) {
+        /* keep the buffers and timers (their callback argument is this very struct) */
+        evtimer_del(ex->idle_timer);
+        evtimer_del(ex->retry_timer);
+        evbuffer_drain(ex->resp_headers, evbuffer_get_length(ex->resp_headers));
+        evbuffer_drain(ex->resp_body, evbuffer_get_length(ex->resp_body));
+        exchange_pool.free[exchange_pool.n++] = ex;
+        return;
+    }
+    exchange_destroy(ex);
+}
+
+/* See exchange.h. */
+void gh_exchange_pool_free(void)
+{
+    while (exchange_pool.n > 0)
+        exchange_destroy(exchange_pool.free[--exchange_pool.n]);
 }
 
 /* Trues up the provider window an attempt was admitted into with what it really used. */
@@ -986,9 +1022,22 @@ oom:
 /* Creates the exchange and the start of its usage record. */
 gh_exchange_t *gh_exchange_new(gh_http_req_t *req, const char *endpoint)
 {
-    gh_exchange_t *ex = calloc(1, sizeof(*ex));
+    gh_exchange_t *ex;
 
-    if (ex == NULL) {
+    if (exchange_pool.n > 0) {
+        struct evbuffer *h, *b;
+        struct event *it, *rt;
+        ex = exchange_pool.free[--exchange_pool.n];
+        h = ex->resp_headers;
+        b = ex->resp_body;
+        it = ex->idle_timer;
+        rt = ex->retry_timer;
+        memset(ex, 0, sizeof(*ex));
+        ex->resp_headers = h;
+        ex->resp_body = b;
+        ex->idle_timer = it;
+        ex->retry_timer = rt;
+    } else if ((ex = calloc(1, sizeof(*ex))) == NULL) {
         gh_log_error("calloc(exchange) failed");
         return NULL;
     }
@@ -999,10 +1048,14 @@ gh_exchange_t *gh_exchange_new(gh_http_req_t *req, const char *endpoint)
     gh_usage_now_iso(ex->rec.started_at, sizeof(ex->rec.started_at));
     gh_usage_set(ex->rec.endpoint, sizeof(ex->rec.endpoint), endpoint, strlen(endpoint));
     ex->rec.ttft_ms = -1;
-    ex->resp_headers = evbuffer_new();
-    ex->resp_body = evbuffer_new();
-    ex->idle_timer = evtimer_new(gh_worker->base, on_idle_timeout, ex);
-    ex->retry_timer = evtimer_new(gh_worker->base, on_retry_timer, ex);
+    if (ex->resp_headers == NULL)
+        ex->resp_headers = evbuffer_new();
+    if (ex->resp_body == NULL)
+        ex->resp_body = evbuffer_new();
+    if (ex->idle_timer == NULL)
+        ex->idle_timer = evtimer_new(gh_worker->base, on_idle_timeout, ex);
+    if (ex->retry_timer == NULL)
+        ex->retry_timer = evtimer_new(gh_worker->base, on_retry_timer, ex);
     if (ex->resp_headers == NULL || ex->resp_body == NULL || ex->idle_timer == NULL ||
         ex->retry_timer == NULL) {
         gh_log_error("evbuffer_new/evtimer_new failed");

@@ -103,8 +103,12 @@ struct gh_exchange {
 /* Creates an exchange for req whose usage row names endpoint (a static string). */
 gh_exchange_t *gh_exchange_new(gh_http_req_t *req, const char *endpoint);
 
-/* Frees the exchange (the request belongs to its connection). */
+/* Ends the exchange (the request belongs to its connection); its buffers and timers are kept
+ * for the next request. */
 void gh_exchange_free(gh_exchange_t *ex);
+
+/* Frees the exchanges kept for reuse (worker exit). */
+void gh_exchange_pool_free(void);
 
 /* Answers a refusal gatehouse makes (extra "Name: v\r\n" headers may be NULL), records it and
  * frees the exchange. fmt takes one string argument. */

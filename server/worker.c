@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "auth.h"
+#include "exchange.h"
 #include "gh.h"
 #include "log.h"
 #include "shm.h"
@@ -370,6 +371,7 @@ done:
     gh_http_server_free(wk.client);
     gh_http_server_free(wk.admin);
     gh_models_cleanup();
+    gh_exchange_pool_free();
     gh_upstream_cleanup();
     if (w.sig_term != NULL)
         event_free(w.sig_term);

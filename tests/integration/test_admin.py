@@ -239,6 +239,122 @@ def test_provider_patch():
     assert admin("GET", "/admin/providers/renamed").status == 404
 
 
+def prov_betas_in_db(name):
+    c = db()
+    try:
+        return tuple(c.execute("SELECT beta_add, beta_strip FROM providers WHERE name = ?",
+                               (name,)).fetchone())
+    finally:
+        c.close()
+
+
+def test_provider_betas():
+    p = new_provider("betas", beta_add=["ctx-a-2026-01-01", "b.2_X"],
+                     beta_strip=["files-api-2025-04-14"])
+    assert p["beta_add"] == ["ctx-a-2026-01-01", "b.2_X"], p
+    assert p["beta_strip"] == ["files-api-2025-04-14"], p
+    assert prov_betas_in_db("betas") == ("ctx-a-2026-01-01,b.2_X", "files-api-2025-04-14")
+    assert admin("GET", "/admin/providers/betas").json() == p
+    listed = [x for x in admin("GET", "/admin/providers").json()["data"] if x["name"] == "betas"]
+    assert listed == [p], listed
+    # none given, null and [] all mean none, shown as []
+    for name, fields in (("betas-none", {}), ("betas-null", {"beta_add": None, "beta_strip": None}),
+                         ("betas-empty", {"beta_add": [], "beta_strip": []})):
+        o = new_provider(name, **fields)
+        assert o["beta_add"] == [] and o["beta_strip"] == [], o
+        assert prov_betas_in_db(name) == (None, None), name
+    # the limits are inclusive
+    most = ["b%02d-%s" % (i, "x" * 60) for i in range(32)]
+    o = new_provider("betas-most", beta_add=most, beta_strip=["y" * 64])
+    assert o["beta_add"] == most and o["beta_strip"] == ["y" * 64], o
+    # patch: one list replaced, the other untouched
+    r = admin("PATCH", "/admin/providers/betas", {"beta_add": ["only-2026-02-02"]})
+    assert r.status == 200, r
+    got = r.json()
+    assert got["beta_add"] == ["only-2026-02-02"], got
+    assert got["beta_strip"] == ["files-api-2025-04-14"], got
+    assert got["api_keys"] == p["api_keys"] and got["updated_at"] >= p["updated_at"], got
+    assert prov_betas_in_db("betas") == ("only-2026-02-02", "files-api-2025-04-14")
+    # other fields leave them alone
+    got = admin("PATCH", "/admin/providers/betas", {"rpm_limit": 3}).json()
+    assert got["beta_add"] == ["only-2026-02-02"] and got["beta_strip"] == \
+        ["files-api-2025-04-14"], got
+    # [] and null clear
+    got = admin("PATCH", "/admin/providers/betas", {"beta_add": [], "beta_strip": None}).json()
+    assert got["beta_add"] == [] and got["beta_strip"] == [], got
+    assert prov_betas_in_db("betas") == (None, None)
+    assert admin("GET", "/admin/providers/betas").json() == got
+    got = admin("PATCH", "/admin/providers/betas", {"beta_strip": ["s1", "s2"]}).json()
+    assert got["beta_add"] == [] and got["beta_strip"] == ["s1", "s2"], got
+    assert prov_betas_in_db("betas") == (None, "s1,s2")
+
+
+def test_provider_beta_validation():
+    good = {"name": "bv", "base_url": "https://example.com", "api_key": PKEY_A}
+    for f in ("beta_add", "beta_strip"):
+        cases = [
+            ("files-api-2025-04-14", f), ({"a": 1}, f), (5, f), (True, f),
+            (["x"] * 33, f),
+            ([""], f + "[0]"), ([1], f + "[0]"), ([None], f + "[0]"), ([["a"]], f + "[0]"),
+            (["a,b"], f + "[0]"), (["a b"], f + "[0]"), ([" a"], f + "[0]"),
+            (["a\tb"], f + "[0]"), (["a;b"], f + "[0]"), (["a/b"], f + "[0]"),
+            (["caf\u00e9"], f + "[0]"), (["a\u0000b"], f + "[0]"), (["x" * 65], f + "[0]"),
+            (["ok-1", "ok.2", "bad beta"], f + "[2]"),
+        ]
+        for value, field in cases:
+            r = admin("POST", "/admin/providers", dict(good, **{f: value}))
+            e = expect_error(r, 400, "invalid_request_error", "field '%s'" % field)
+            for s in PROVIDER_SECRETS:
+                assert s not in r.body.decode(), (value, r)
+            if field != f:
+                assert "must be" in e["error"]["message"], e
+        e = expect_error(admin("POST", "/admin/providers", dict(good, **{f: ["a", "b", "c d"]})),
+                         400, "invalid_request_error")
+        assert e["error"]["message"].startswith("field '%s[2]': must be " % f), e
+        e = expect_error(admin("POST", "/admin/providers", dict(good, **{f: ["x"] * 33})), 400,
+                         "invalid_request_error", "field '%s'" % f, "32")
+    assert admin("GET", "/admin/providers/bv").status == 404
+    # a refused patch changes nothing
+    before = new_provider("bv-patch", beta_add=["keep-1"], beta_strip=["keep-2"])
+    for body, field in (({"beta_add": ["bad,beta"]}, "beta_add[0]"),
+                        ({"beta_strip": "keep-3"}, "beta_strip"),
+                        ({"beta_add": ["fine"], "beta_strip": ["ok", ""]}, "beta_strip[1]")):
+        expect_error(admin("PATCH", "/admin/providers/bv-patch", body), 400,
+                     "invalid_request_error", "field '%s'" % field)
+    assert admin("GET", "/admin/providers/bv-patch").json() == before
+    assert prov_betas_in_db("bv-patch") == ("keep-1", "keep-2")
+
+
+def test_provider_beta_policy_reaches_upstream():
+    # gh_beta_header: the client's list less the stripped betas, then the added ones, joined by ","
+    new_provider("betapol", beta_add=["ctx-test-2026-01-01"], beta_strip=["files-api-2025-04-14"])
+    body = dict(MSG, model="betapol/claude-sonnet-4-5")
+    hdr = {"anthropic-beta": "files-api-2025-04-14,keep-me-2025-01-01"}
+    mock.reset()
+    r = gw.post("/v1/messages", body, hdr)
+    assert r.status == 200, r
+    got = mock.last()["headers"]
+    assert got["x-api-key"] == PKEY_C, "not sent through provider betapol"
+    assert got["anthropic-beta"] == "keep-me-2025-01-01,ctx-test-2026-01-01", got
+    # a patch takes effect at once: with the policy cleared the client's header goes as sent
+    assert admin("PATCH", "/admin/providers/betapol",
+                 {"beta_add": None, "beta_strip": []}).status == 200
+    mock.reset()
+    r = gw.post("/v1/messages", body, hdr)
+    assert r.status == 200, r
+    got = mock.last()["headers"]
+    assert got["anthropic-beta"] == "files-api-2025-04-14,keep-me-2025-01-01", got
+    # an added beta the client already sent is not repeated
+    assert admin("PATCH", "/admin/providers/betapol",
+                 {"beta_add": ["keep-me-2025-01-01", "ctx-test-2026-01-01"]}).status == 200
+    mock.reset()
+    r = gw.post("/v1/messages", body, hdr)
+    assert r.status == 200, r
+    got = mock.last()["headers"]
+    assert got["anthropic-beta"] == \
+        "files-api-2025-04-14,keep-me-2025-01-01,ctx-test-2026-01-01", got
+
+
 def test_provider_keys_add_and_delete():
     new_provider("keyed")
     r = admin("POST", "/admin/providers/keyed/keys", {"key": PKEY_B, "weight": 4})
