@@ -134,11 +134,18 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
 {
     res_ctx_t *rc = ex->hook_arg;
     struct json_object *root, *data, *id;
+    struct json_tokener *tok;
     GH_UNUSED(headers);
 
     if (*status < 200 || *status >= 300)
         return;
-    root = json_tokener_parse((const char *)evbuffer_pullup(body, -1));
+    /* the evbuffer is not NUL-terminated: parse with its length */
+    tok = json_tokener_new();
+    if (tok == NULL)
+        return;
+    root = json_tokener_parse_ex(tok, (const char *)evbuffer_pullup(body, -1),
+                                 (int)evbuffer_get_length(body));
+    json_tokener_free(tok);
     if (root == NULL)
         return;
     if (rc->is_delete) {

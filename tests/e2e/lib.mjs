@@ -287,7 +287,7 @@ export function hdr(record, name) {
  * GH_E2E_STRICT=1 it returns false and such tests fail the run like any other.
  */
 export function KNOWN_BUG(description) {
-  return process.env.GH_E2E_STRICT ? false : `gatehouse bug: ${description}`;
+  return process.env.GH_E2E_STRICT ? false : `known gatehouse gap: ${description}`;
 }
 
 /**

@@ -113,6 +113,9 @@ class Mock:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+LIVE_GATEWAYS = []
+
+
 class Gateway:
     """The real server/gatehouse, with its own data dir and ports, pointed at base_url."""
 
@@ -141,6 +144,7 @@ class Gateway:
                      "--data-dir", self.data_dir, "--workers", str(workers),
                      "--drain-timeout", str(drain_timeout)] + list(extra_args)
         self.start()
+        LIVE_GATEWAYS.append(self)
         if auto_key:
             r = self.admin("POST", "/admin/keys", {"name": "itest"})
             assert r.status == 201, r
@@ -218,6 +222,8 @@ class Gateway:
         return self.proc.returncode
 
     def cleanup(self):
+        if self in LIVE_GATEWAYS:
+            LIVE_GATEWAYS.remove(self)
         self.stop()
         if self.own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -288,5 +294,10 @@ def run(ns):
             failed += 1
             print("FAIL %s (%.2fs)" % (name, time.time() - t0), flush=True)
             traceback.print_exc()
+            for g in LIVE_GATEWAYS:
+                lines = g.logs().splitlines()
+                idx = [i for i, l in enumerate(lines) if "ERROR: AddressSanitizer" in l or "runtime error" in l]
+                tail = lines[idx[0]:idx[0] + 30] if idx else lines[-25:]
+                print("---- last lines of the gateway log (%s):\n%s" % (g.data_dir, "\n".join(tail)))
     print("%d passed, %d failed" % (len(tests) - failed, failed))
     sys.exit(1 if failed else 0)
