@@ -684,7 +684,7 @@ static int build_headers(gh_exchange_t *ex, const gh_provider_key_t *key)
     const gh_http_head_t *h = &ex->req->head;
     struct curl_slist *l = NULL, *t;
     char line[8192 + 256];
-    int have_ctype = 0, have_version = 0;
+    int have_ctype = 0, have_version = 0, n;
     size_t i;
 
     for (i = 0; i < h->nheaders; i++) {
@@ -727,9 +727,9 @@ static int build_headers(gh_exchange_t *ex, const gh_provider_key_t *key)
             goto fail;
         l = t;
     }
-    snprintf(line, sizeof(line), "x-api-key: %s", key->secret);
+    n = snprintf(line, sizeof(line), "x-api-key: %s", key->secret);
     t = curl_slist_append(l, line);
-    sodium_memzero(line, sizeof(line));
+    sodium_memzero(line, n > 0 && (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
     if (t == NULL)
         goto fail;
     l = t;

@@ -28,12 +28,12 @@ typedef struct {
     size_t path_len;
     const char *query; /* after '?', NUL-terminated, or NULL */
     int version_minor; /* HTTP/1.x */
-    gh_header_t headers[GH_HTTP_MAX_HEADERS];
     size_t nheaders;
     int64_t content_length; /* -1 when absent */
     int chunked;
     int keep_alive;
     int expect_continue;
+    gh_header_t headers[GH_HTTP_MAX_HEADERS]; /* last: only nheaders entries are ever set */
 } gh_http_head_t;
 
 /* Parses a request head of len bytes (request line and header lines, each ended by CRLF or LF,
@@ -69,7 +69,6 @@ typedef struct gh_conn gh_conn_t;
 /* One request, owned by its connection from the head's arrival until the response is finished
  * (gh_http_respond or gh_http_stream_end) or the client goes away. */
 typedef struct gh_http_req {
-    gh_http_head_t head;
     char *head_buf; /* owned: the bytes head points into */
     char *body;     /* owned: NUL-terminated for convenience, body_len excludes it */
     size_t body_len;
@@ -94,6 +93,7 @@ typedef struct gh_http_req {
     int body_done;
     void (*on_body)(void *arg);
     void *handler_arg;
+    gh_http_head_t head; /* last, with its large header array, so it is never zeroed whole */
 } gh_http_req_t;
 
 typedef void (*gh_http_handler_t)(gh_http_req_t *req, void *arg);

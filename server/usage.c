@@ -7,136 +7,92 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include <json-c/json.h>
 
 #include "gh.h"
 #include "log.h"
 #include "jscan.h"
 #include "usage.h"
 
-/* Nesting json-c accepts: answers carry tool inputs of any shape, and a usage object must not be
- * missed because a tool input happened to be deep. The tokener's stack is small per level. */
-#define GH_USAGE_JSON_DEPTH 512
-
-/* Parses exactly len bytes of JSON (no NUL terminator needed). Returns a new object the caller
- * releases with json_object_put, or NULL for anything that is not one complete JSON value. */
-static json_object *gh_usage_parse(const char *json, size_t len)
+/* Parses a JSON integer span strictly (digits only: no sign, fraction or exponent). */
+static int span_count(const char *buf, const gh_jspan_t *sp, int64_t *out)
 {
-    json_tokener *tok;
-    json_object *obj;
-    size_t end;
-    int ok;
+    int64_t v = 0;
+    size_t i;
 
-    if (json == NULL || len == 0 || len > (size_t)INT_MAX)
-        return NULL;
-    tok = json_tokener_new_ex(GH_USAGE_JSON_DEPTH);
-    if (tok == NULL) {
-        gh_log_error("json_tokener_new_ex failed");
-        return NULL;
+    if (sp->type != GH_JSON_NUMBER || sp->len == 0 || sp->len > 18)
+        return GH_ERR;
+    for (i = 0; i < sp->len; i++) {
+        char c = buf[sp->off + i];
+        if (c < '0' || c > '9')
+            return GH_ERR;
+        v = v * 10 + (c - '0');
     }
-    obj = json_tokener_parse_ex(tok, json, (int)len);
-    ok = obj != NULL && json_tokener_get_error(tok) == json_tokener_success;
-    /* One value and nothing after it but white space: "{...}garbage" is not an answer. */
-    for (end = json_tokener_get_parse_end(tok); ok && end < len; end++)
-        ok = json[end] == ' ' || json[end] == '\t' || json[end] == '\r' || json[end] == '\n';
-    if (!ok) {
-        json_object_put(obj);
-        obj = NULL;
+    *out = v;
+    return GH_OK;
+}
+
+/* Reads the counts of the usage object at span (within buf) into t; a count that is present as
+ * a non-negative integer replaces the earlier value, anything else leaves it. */
+static int take_usage(const char *buf, const gh_jspan_t *usage, gh_tokens_t *t)
+{
+    static const char *const fields[] = {"input_tokens", "output_tokens",
+                                         "cache_creation_input_tokens",
+                                         "cache_read_input_tokens"};
+    int64_t *dst[] = {&t->input, &t->output, &t->cache_creation, &t->cache_read};
+    gh_jspan_t sp[4];
+    size_t i;
+
+    if (usage->type != GH_JSON_OBJECT ||
+        gh_jscan_object(buf + usage->off, usage->len, fields, 4, sp, NULL) != GH_OK)
+        return GH_ERR;
+    for (i = 0; i < 4; i++) {
+        int64_t v;
+        if (span_count(buf + usage->off, &sp[i], &v) == GH_OK)
+            *dst[i] = v;
     }
-    json_tokener_free(tok);
-    return obj;
+    return GH_OK;
 }
 
-/* Replaces *dst with obj[key] when that is a non-negative integer; null, absent or any other type
- * leaves *dst alone (some providers send null for counts they do not know). */
-static void gh_usage_take(json_object *obj, const char *key, int64_t *dst)
-{
-    json_object *v;
-    int64_t n;
-
-    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_int))
-        return;
-    n = json_object_get_int64(v);
-    if (n >= 0)
-        *dst = n;
-}
-
-/* Copies the four counts of a usage object into t. */
-static void gh_usage_take_all(json_object *usage, gh_tokens_t *t)
-{
-    gh_usage_take(usage, "input_tokens", &t->input);
-    gh_usage_take(usage, "output_tokens", &t->output);
-    gh_usage_take(usage, "cache_creation_input_tokens", &t->cache_creation);
-    gh_usage_take(usage, "cache_read_input_tokens", &t->cache_read);
-}
-
-/* Returns obj[key] when it is an object (borrowed from obj), else NULL. */
-static json_object *gh_usage_child(json_object *obj, const char *key)
-{
-    json_object *v;
-
-    if (obj == NULL || !json_object_is_type(obj, json_type_object))
-        return NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_object))
-        return NULL;
-    return v;
-}
-
-/* Reads the top-level "usage" only: a "usage" key inside content (a tool input, say) is the
- * model's text, not the bill. The caller owns json and t. */
+/* Reads the top-level usage object of a whole answer. The zero-allocation scan validates the
+ * document and finds the object, so a long answer is never turned into a json-c tree (this runs
+ * on every request). */
 int gh_usage_from_message(const char *json, size_t len, gh_tokens_t *t)
 {
     static const char *const keys[] = {"usage"};
-    json_object *root = NULL, *usage;
     gh_jspan_t span;
-    int rc = GH_ERR;
 
-    if (t == NULL)
+    if (json == NULL || t == NULL ||
+        gh_jscan_object(json, len, keys, 1, &span, NULL) != GH_OK)
         return GH_ERR;
-    /* find the small top-level usage object with the zero-allocation scan, so a long answer is
-     * not turned into a json-c tree on every request */
-    if (gh_jscan_object(json, len, keys, 1, &span, NULL) != GH_OK ||
-        span.type != GH_JSON_OBJECT)
-        goto done;
-    usage = root = gh_usage_parse(json + span.off, span.len);
-    if (root == NULL)
-        goto done;
-    gh_usage_take_all(usage, t);
-    rc = GH_OK;
-done:
-    json_object_put(root);
-    return rc;
+    return take_usage(json, &span, t);
 }
 
 /* Updates t from message_start (data.message.usage) or message_delta (data.usage). Counts replace
  * instead of adding: message_delta's usage is cumulative, so a repeated or reordered event never
- * counts a token twice. Only those two events are parsed, which keeps the per-event cost of a
+ * counts a token twice. Only those two events are read, which keeps the per-event cost of a
  * stream (mostly content_block_delta) at one string compare. */
 int gh_usage_from_sse(const char *event, size_t event_len, const char *data, size_t data_len,
                       gh_tokens_t *t)
 {
     static const char start[] = "message_start";
     static const char delta[] = "message_delta";
-    json_object *root = NULL, *usage;
-    int is_start;
+    static const char *const k_message[] = {"message"};
+    static const char *const k_usage[] = {"usage"};
+    gh_jspan_t msg, usage;
 
-    if (event == NULL || t == NULL)
+    if (event == NULL || data == NULL || t == NULL)
         return GH_OK;
-    if (event_len == sizeof(start) - 1 && memcmp(event, start, event_len) == 0)
-        is_start = 1;
-    else if (event_len == sizeof(delta) - 1 && memcmp(event, delta, event_len) == 0)
-        is_start = 0;
-    else
-        return GH_OK;
-    root = gh_usage_parse(data, data_len);
-    if (root == NULL)
-        goto done;
-    usage = is_start ? gh_usage_child(gh_usage_child(root, "message"), "usage")
-                     : gh_usage_child(root, "usage");
-    if (usage != NULL)
-        gh_usage_take_all(usage, t);
-done:
-    json_object_put(root);
+    if (event_len == sizeof(start) - 1 && memcmp(event, start, event_len) == 0) {
+        if (gh_jscan_object(data, data_len, k_message, 1, &msg, NULL) != GH_OK ||
+            msg.type != GH_JSON_OBJECT ||
+            gh_jscan_object(data + msg.off, msg.len, k_usage, 1, &usage, NULL) != GH_OK)
+            return GH_OK;
+        usage.off += msg.off;
+        take_usage(data, &usage, t);
+    } else if (event_len == sizeof(delta) - 1 && memcmp(event, delta, event_len) == 0) {
+        if (gh_jscan_object(data, data_len, k_usage, 1, &usage, NULL) == GH_OK)
+            take_usage(data, &usage, t);
+    }
     return GH_OK;
 }
 

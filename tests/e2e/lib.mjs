@@ -235,12 +235,20 @@ export class Gateway {
     return this.sql(`SELECT * FROM usage_log WHERE key_id = '${keyId.replace(/'/g, "''")}' ORDER BY rowid`);
   }
 
-  /** Waits until the recorder has written at least n usage_log rows for keyId that match pred. */
-  async waitUsage(n, { keyId = this.keyId, pred = () => true, timeoutMs = 10000 } = {}) {
+  /** The id of the newest usage_log row (0 when none): pass it as `since` to waitUsage. */
+  usageMark() {
+    return this.sql('SELECT coalesce(max(id), 0) AS id FROM usage_log')[0].id;
+  }
+
+  /**
+   * Waits until the recorder has written at least n usage_log rows for keyId that match pred
+   * (and whose id is above since), and returns them, oldest first.
+   */
+  async waitUsage(n, { keyId = this.keyId, pred = () => true, since = 0, timeoutMs = 10000 } = {}) {
     let rows = [];
     await waitFor(
       () => {
-        rows = this.usageRows(keyId).filter(pred);
+        rows = this.usageRows(keyId).filter((r) => r.id > since && pred(r));
         return rows.length >= n;
       },
       { timeoutMs, what: `${n} usage_log rows`, stepMs: 100 },
