@@ -204,7 +204,10 @@ void gh_exchange_refuse(gh_exchange_t *ex, int status, const char *type, const c
     ex->rec.status = status;
     gh_usage_set(ex->rec.error_type, sizeof(ex->rec.error_type), error_type, strlen(error_type));
     publish_usage(ex);
-    snprintf(hdr, sizeof(hdr), "x-gatehouse-request-id: %s\r\n%s", ex->rec.request_id,
+    /* tell the SDKs (and Claude Code) whether retrying can help: a bad key or a denied model
+     * never heals by itself, a rate limit or an outage does */
+    snprintf(hdr, sizeof(hdr), "x-gatehouse-request-id: %s\r\nx-should-retry: %s\r\n%s",
+             ex->rec.request_id, status == 429 || status >= 500 ? "true" : "false",
              extra != NULL ? extra : "");
     ex->req->on_abort = NULL;
     ex->req->on_drain = NULL;

@@ -43,6 +43,7 @@ typedef struct {
     size_t nmodels;
     int64_t nrequests;
     int accounted;         /* the batch's usage was already written before */
+    int rewritten;         /* the answer's JSON was changed and must be re-serialised */
 } res_ctx_t;
 
 /* A statement run on the worker's connection; these are admin-rate operations, so a short
@@ -120,6 +121,30 @@ static struct json_object *owned_set(res_kind_t kind, const char *key_id)
     return set;
 }
 
+/* Points a batch object's results_url at gatehouse itself (the client's Host, and the
+ * /anthropic prefix when the client used it), so results are fetched through the gateway with
+ * the virtual key, never from the provider with it. */
+static void rewrite_results_url(gh_exchange_t *ex, struct json_object *batch)
+{
+    const gh_header_t *host = gh_http_header(&ex->req->head, "host");
+    const gh_header_t *proto = gh_http_header(&ex->req->head, "x-forwarded-proto");
+    struct json_object *url, *id;
+    char buf[600];
+
+    if (!json_object_object_get_ex(batch, "results_url", &url) ||
+        !json_object_is_type(url, json_type_string) ||
+        !json_object_object_get_ex(batch, "id", &id) || host == NULL)
+        return;
+    snprintf(buf, sizeof(buf), "%s://%.*s%s/v1/messages/batches/%s/results",
+             proto != NULL && proto->value_len == 5 && strncmp(proto->value, "https", 5) == 0
+                 ? "https"
+                 : "http",
+             (int)host->value_len, host->value,
+             strncmp(ex->req->head.path, "/anthropic/", 11) == 0 ? "/anthropic" : "",
+             json_object_get_string(id));
+    json_object_object_add(batch, "results_url", json_object_new_string(buf));
+}
+
 /* Replaces body with text. */
 static void set_body(struct evbuffer *body, const char *text)
 {
@@ -148,6 +173,18 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
     json_tokener_free(tok);
     if (root == NULL)
         return;
+    if (rc->kind == RES_BATCH && !rc->is_delete) {
+        struct json_object *items;
+        if (json_object_object_get_ex(root, "data", &items) &&
+            json_object_is_type(items, json_type_array)) {
+            size_t i;
+            for (i = 0; i < json_object_array_length(items); i++)
+                rewrite_results_url(ex, json_object_array_get_idx(items, i));
+        } else {
+            rewrite_results_url(ex, root);
+        }
+        rc->rewritten = 1;
+    }
     if (rc->is_delete) {
         db_exec(rc->kind == RES_BATCH ? "DELETE FROM batches WHERE id = ?1"
                                       : "DELETE FROM files WHERE id = ?1",
@@ -175,7 +212,7 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
                 k ? json_object_get(json_object_object_get(json_object_array_get_idx(kept, k - 1),
                                                            "id"))
                   : NULL);
-            set_body(body, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+            rc->rewritten = 1;
         }
         json_object_put(set);
     } else if (rc->id[0] == '\0' && json_object_object_get_ex(root, "id", &id)) {
@@ -195,6 +232,8 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
                         json_object_get_string(fn), NULL, -1);
         }
     }
+    if (rc->rewritten)
+        set_body(body, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
     json_object_put(root);
 }
 

@@ -327,7 +327,7 @@ test('a refused key: Claude Code fails with the 401', async () => {
   assert.equal((await upstreamMessages()).length, 0);
 });
 
-test('gatehouse\'s own 401/403 refusals say x-should-retry: false (Claude Code then gives up at once)', { todo: KNOWN_BUG('refusals carry no x-should-retry: false, so Claude Code retries a refused key 10 times with exponential back-off before failing') }, async () => {
+test('gatehouse\'s own 401/403 refusals say x-should-retry: false (Claude Code then gives up at once)', async () => {
   const denied = await gw.createKey({ name: 'claude-code-no-retry', models: ['claude-haiku-*'] });
   const body = { model: 'claude-sonnet-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] };
   for (const [key, status] of [['gh-vk-not-a-key', 401], [denied.key, 403]]) {

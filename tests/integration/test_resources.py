@@ -37,7 +37,11 @@ def test_batch_lifecycle_and_ownership():
     assert r.status == 200, r
     b = r.json()
     assert b["type"] == "message_batch" and b["id"].startswith("msgbatch_")
-    assert gw.req("GET", "/v1/messages/batches/" + b["id"]).json()["id"] == b["id"]
+    # results are fetched through gatehouse, never from the provider with the virtual key
+    assert b["results_url"] == "http://127.0.0.1:%d/v1/messages/batches/%s/results" % (
+        gw.port, b["id"]), b["results_url"]
+    got = gw.req("GET", "/v1/messages/batches/" + b["id"]).json()
+    assert got["id"] == b["id"] and str(gw.port) in got["results_url"], got
     lst = gw.req("GET", "/v1/messages/batches?limit=20").json()
     assert b["id"] in [x["id"] for x in lst["data"]]
     # another key sees nothing of it
