@@ -40,6 +40,58 @@ int gh_adm_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
     return GH_OK;
 }
 
+/* See admin.h. Every row is built, even for a lookup by a unique key (which finds at most one),
+ * so a bad row fails the same way whichever form asked for it. */
+int gh_adm_collect(sqlite3 *db, sqlite3_stmt *st, gh_adm_row_fn row, void *arg, int single,
+                   json_object **out, const char *what)
+{
+    json_object *data, *o;
+    int src, rc = GH_ERR;
+
+    *out = NULL;
+    data = json_object_new_array();
+    if (data == NULL)
+        goto done;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        o = row != NULL ? row(db, st, arg) : gh_adm_row(st);
+        if (o == NULL || json_object_array_add(data, o) != 0) {
+            json_object_put(o);
+            goto done;
+        }
+    }
+    if (src != SQLITE_DONE) {
+        gh_log_error("sqlite3_step(SELECT FROM %s): %s", what, sqlite3_errmsg(db));
+        goto done;
+    }
+    if (!single) {
+        *out = json_object_new_object();
+        if (*out == NULL)
+            goto done;
+        json_object_object_add(*out, "data", data);
+        data = NULL;
+    } else if (json_object_array_length(data) > 0) {
+        *out = json_object_get(json_object_array_get_idx(data, 0));
+    }
+    rc = GH_OK;
+done:
+    json_object_put(data);
+    return rc;
+}
+
+/* See admin.h. A list loads as an object whenever it succeeds, so only a lookup can 404. */
+void gh_adm_answer(gh_adm_ctx_t *c, gh_adm_load_fn load, const char *key, int status,
+                   const char *what)
+{
+    json_object *o = NULL;
+
+    if (load(c->db, key, &o) != GH_OK)
+        gh_adm_internal(c->req);
+    else if (o == NULL)
+        gh_adm_not_found(c->req, what, key);
+    else
+        gh_adm_reply(c->req, status, o);
+}
+
 /* Runs a fixed statement without parameters (transaction control only). */
 static int gh_adm_exec(sqlite3 *db, const char *sql)
 {

@@ -54,6 +54,29 @@ void gh_adm_changed(void);
 /* Prepares sql into *st, logging sqlite's message on failure; the caller finalizes *st. */
 int gh_adm_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st);
 
+/* json-c's object, named here without pulling json-c into every includer of this header. */
+struct json_object;
+
+/* Builds one answer object from the current row of st; arg is the caller's (a statement for a
+ * nested list, say). NULL on failure, logged where it happened. */
+typedef struct json_object *(*gh_adm_row_fn)(sqlite3 *db, sqlite3_stmt *st, void *arg);
+
+/* Steps the prepared and bound st and builds an object per row with row(db, st, arg), or with
+ * gh_adm_row when row is NULL. For a list (single == 0) *out is {"data":[...]}; for a lookup
+ * (single != 0) *out is the first object, or NULL when there was no row. what names the table
+ * in the log. Returns GH_OK or GH_ERR; the caller still finalizes st. */
+int gh_adm_collect(sqlite3 *db, sqlite3_stmt *st, gh_adm_row_fn row, void *arg, int single,
+                   struct json_object **out, const char *what);
+
+/* Loads a resource the way gh_adm_collect answers it: a list for key NULL, else one object or
+ * *out NULL with GH_OK when key does not exist. */
+typedef int (*gh_adm_load_fn)(sqlite3 *db, const char *key, struct json_object **out);
+
+/* Answers load(key) with status: the list (key NULL) or the one object, 404 "what 'key' not
+ * found" when there is none, 500 when loading failed. */
+void gh_adm_answer(gh_adm_ctx_t *c, gh_adm_load_fn load, const char *key, int status,
+                   const char *what);
+
 /* BEGIN IMMEDIATE / COMMIT, logging failures; rollback does nothing outside a transaction. */
 int gh_adm_begin(sqlite3 *db);
 int gh_adm_commit(sqlite3 *db);

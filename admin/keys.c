@@ -242,12 +242,15 @@ static size_t vk_sets(const vk_in_t *in, const char *stored_period, gh_adm_set_t
     "force_model, aliases"
 
 /* Builds the answer for the key row in st (columns of VK_COLS), adding "revoked" after
- * "metadata" and the model rewrites before the times. The caller owns the result. */
-static json_object *vk_object(sqlite3_stmt *st)
+ * "metadata" and the model rewrites before the times (a gh_adm_row_fn; db and arg are unused).
+ * The caller owns the result. */
+static json_object *vk_object(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
     json_object *o = json_object_new_object();
     int i;
 
+    (void)db;
+    (void)arg;
     if (o == NULL)
         return NULL;
     for (i = 0; i <= 12; i++) {
@@ -266,48 +269,20 @@ static json_object *vk_object(sqlite3_stmt *st)
     return o;
 }
 
-/* Lists every key (id NULL) as {"data": [...]} or returns one; *out NULL with GH_OK when the
- * key does not exist. */
+/* Lists every key (id NULL) as {"data": [...]} or returns one (a gh_adm_load_fn); *out NULL
+ * with GH_OK when the key does not exist. */
 static int vk_load(sqlite3 *db, const char *id, json_object **out)
 {
     gh_adm_set_t where = gh_adm_set_text("id", id);
     sqlite3_stmt *st = NULL;
-    json_object *data = NULL, *o;
-    int src, rc = GH_ERR;
+    int rc = GH_ERR;
 
-    *out = NULL;
     if (gh_adm_prepare(db,
                        "SELECT " VK_COLS " FROM virtual_keys WHERE ?1 IS NULL OR id = ?1 "
                        "ORDER BY created_at, id",
-                       &st) != GH_OK ||
-        gh_adm_bind(st, 1, &where) != GH_OK)
-        goto done;
-    data = json_object_new_array();
-    if (data == NULL)
-        goto done;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        o = vk_object(st);
-        if (o == NULL || json_object_array_add(data, o) != 0) {
-            json_object_put(o);
-            goto done;
-        }
-    }
-    if (src != SQLITE_DONE) {
-        gh_log_error("sqlite3_step(SELECT FROM virtual_keys): %s", sqlite3_errmsg(db));
-        goto done;
-    }
-    if (id == NULL) {
-        *out = json_object_new_object();
-        if (*out == NULL)
-            goto done;
-        json_object_object_add(*out, "data", data);
-        data = NULL;
-    } else if (json_object_array_length(data) > 0) {
-        *out = json_object_get(json_object_array_get_idx(data, 0));
-    }
-    rc = GH_OK;
-done:
-    json_object_put(data);
+                       &st) == GH_OK &&
+        gh_adm_bind(st, 1, &where) == GH_OK)
+        rc = gh_adm_collect(db, st, vk_object, NULL, id != NULL, out, "virtual_keys");
     sqlite3_finalize(st);
     return rc;
 }
@@ -524,19 +499,14 @@ done:
 void gh_adm_keys(gh_adm_ctx_t *c)
 {
     const char *m = c->method;
-    json_object *o = NULL;
 
     if (c->nseg == 2) {
-        if (strcmp(m, "GET") == 0) {
-            if (vk_load(c->db, NULL, &o) != GH_OK)
-                gh_adm_internal(c->req);
-            else
-                gh_adm_reply(c->req, 200, o);
-        } else if (strcmp(m, "POST") == 0) {
+        if (strcmp(m, "GET") == 0)
+            gh_adm_answer(c, vk_load, NULL, 200, "key");
+        else if (strcmp(m, "POST") == 0)
             vk_create(c);
-        } else {
+        else
             gh_adm_method_not_allowed(c, "GET, POST");
-        }
     } else if (c->nseg == 3) {
         if (strcmp(m, "GET") == 0)
             vk_answer(c, c->seg[2], 200, NULL);

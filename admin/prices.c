@@ -48,63 +48,22 @@ static int price_model_ok(const char *m, gh_adm_err_t *err)
     return GH_OK;
 }
 
-/* Lists every price row (model NULL) as {"data": [...]} or returns one; *out is NULL with GH_OK
- * when the model has no row. */
+/* Lists every price row (model NULL) as {"data": [...]} or returns one (a gh_adm_load_fn); *out
+ * is NULL with GH_OK when the model has no row. */
 static int price_load(sqlite3 *db, const char *model, json_object **out)
 {
     gh_adm_set_t where = gh_adm_set_text("model", model);
     sqlite3_stmt *st = NULL;
-    json_object *data = NULL, *row;
-    int src, rc = GH_ERR;
+    int rc = GH_ERR;
 
-    *out = NULL;
     if (gh_adm_prepare(db,
                        "SELECT " PRICE_COLS " FROM model_prices WHERE ?1 IS NULL OR model = ?1 "
                        "ORDER BY model",
-                       &st) != GH_OK ||
-        gh_adm_bind(st, 1, &where) != GH_OK)
-        goto done;
-    data = json_object_new_array();
-    if (data == NULL)
-        goto done;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        row = gh_adm_row(st);
-        if (row == NULL || json_object_array_add(data, row) != 0) {
-            json_object_put(row);
-            goto done;
-        }
-    }
-    if (src != SQLITE_DONE) {
-        gh_log_error("sqlite3_step(SELECT FROM model_prices): %s", sqlite3_errmsg(db));
-        goto done;
-    }
-    if (model == NULL) {
-        *out = json_object_new_object();
-        if (*out == NULL)
-            goto done;
-        json_object_object_add(*out, "data", data);
-        data = NULL;
-    } else if (json_object_array_length(data) > 0) {
-        *out = json_object_get(json_object_array_get_idx(data, 0));
-    }
-    rc = GH_OK;
-done:
-    json_object_put(data);
+                       &st) == GH_OK &&
+        gh_adm_bind(st, 1, &where) == GH_OK)
+        rc = gh_adm_collect(db, st, NULL, NULL, model != NULL, out, "model_prices");
     sqlite3_finalize(st);
     return rc;
-}
-
-/* GET /admin/prices and GET /admin/prices/{model}. */
-static void price_get(gh_adm_ctx_t *c, const char *model)
-{
-    json_object *o = NULL;
-
-    if (price_load(c->db, model, &o) != GH_OK)
-        gh_adm_internal(c->req);
-    else if (o == NULL)
-        gh_adm_not_found(c->req, "price for model", model);
-    else
-        gh_adm_reply(c->req, 200, o);
 }
 
 /* Reads the PUT body: the four prices are required, max_input_tokens is optional. */
@@ -169,7 +128,7 @@ static void price_put(gh_adm_ctx_t *c, const char *model)
         goto done;
     }
     gh_adm_changed();
-    price_get(c, model);
+    gh_adm_answer(c, price_load, model, 200, "price for model");
     answered = 1;
 done:
     sqlite3_finalize(st);
@@ -185,12 +144,12 @@ void gh_adm_prices(gh_adm_ctx_t *c)
 {
     if (c->nseg == 2) {
         if (strcmp(c->method, "GET") == 0)
-            price_get(c, NULL);
+            gh_adm_answer(c, price_load, NULL, 200, "price for model");
         else
             gh_adm_method_not_allowed(c, "GET, HEAD");
     } else if (c->nseg == 3) {
         if (strcmp(c->method, "GET") == 0)
-            price_get(c, c->seg[2]);
+            gh_adm_answer(c, price_load, c->seg[2], 200, "price for model");
         else if (strcmp(c->method, "PUT") == 0)
             price_put(c, c->seg[2]);
         else

@@ -438,10 +438,12 @@ static json_object *prov_beta_array(sqlite3_stmt *st, int i)
 }
 
 /* Builds the answer object for the provider row in st (the columns of PROV_COLS), with its keys
- * listed through kst. Never reads key_sealed. The caller owns the result. */
-static json_object *prov_object(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *kst)
+ * listed through arg, the keys statement (a gh_adm_row_fn). Never reads key_sealed. The caller
+ * owns the result. */
+static json_object *prov_object(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
     json_object *o = json_object_new_object(), *keys = json_object_new_array(), *k, *b;
+    sqlite3_stmt *kst = arg;
     int i, src;
 
     if (o == NULL || keys == NULL)
@@ -482,70 +484,27 @@ fail:
     return NULL;
 }
 
-/* Lists providers (name NULL) as {"data": [...]} or returns one provider. *out is NULL with
- * GH_OK when the named provider does not exist. */
+/* Lists providers (name NULL) as {"data": [...]} or returns one provider (a gh_adm_load_fn).
+ * *out is NULL with GH_OK when the named provider does not exist. */
 static int prov_load(sqlite3 *db, const char *name, json_object **out)
 {
+    gh_adm_set_t where = gh_adm_set_text("name", name);
     sqlite3_stmt *st = NULL, *kst = NULL;
-    json_object *data = NULL, *o;
-    gh_adm_set_t where;
-    int src, rc = GH_ERR;
+    int rc = GH_ERR;
 
-    *out = NULL;
     if (gh_adm_prepare(db,
                        "SELECT " PROV_COLS " FROM providers WHERE ?1 IS NULL OR name = ?1 "
                        "ORDER BY name",
-                       &st) != GH_OK ||
+                       &st) == GH_OK &&
         gh_adm_prepare(db,
                        "SELECT id, key_last4 AS last4, weight FROM provider_keys "
                        "WHERE provider_id = ?1 ORDER BY id",
-                       &kst) != GH_OK)
-        goto done;
-    where = gh_adm_set_text("name", name);
-    if (gh_adm_bind(st, 1, &where) != GH_OK)
-        goto done;
-    data = json_object_new_array();
-    if (data == NULL)
-        goto done;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        o = prov_object(db, st, kst);
-        if (o == NULL || json_object_array_add(data, o) != 0) {
-            json_object_put(o);
-            goto done;
-        }
-    }
-    if (src != SQLITE_DONE) {
-        gh_log_error("sqlite3_step(SELECT FROM providers): %s", sqlite3_errmsg(db));
-        goto done;
-    }
-    if (name == NULL) {
-        *out = json_object_new_object();
-        if (*out == NULL)
-            goto done;
-        json_object_object_add(*out, "data", data);
-        data = NULL;
-    } else if (json_object_array_length(data) > 0) {
-        *out = json_object_get(json_object_array_get_idx(data, 0));
-    }
-    rc = GH_OK;
-done:
-    json_object_put(data);
+                       &kst) == GH_OK &&
+        gh_adm_bind(st, 1, &where) == GH_OK)
+        rc = gh_adm_collect(db, st, prov_object, kst, name != NULL, out, "providers");
     sqlite3_finalize(st);
     sqlite3_finalize(kst);
     return rc;
-}
-
-/* Answers one provider (status 200 or 201), or 404. */
-static void prov_answer(gh_adm_ctx_t *c, const char *name, int status)
-{
-    json_object *o = NULL;
-
-    if (prov_load(c->db, name, &o) != GH_OK)
-        gh_adm_internal(c->req);
-    else if (o == NULL)
-        gh_adm_not_found(c->req, "provider", name);
-    else
-        gh_adm_reply(c->req, status, o);
 }
 
 /* POST /admin/providers (create) and PATCH /admin/providers/{name} (update). Anything not
@@ -604,7 +563,8 @@ static void prov_save(gh_adm_ctx_t *c, const char *path_name)
     if (prov_write(c->db, pid, &in) != GH_OK || gh_adm_commit(c->db) != GH_OK)
         goto done;
     gh_adm_changed();
-    prov_answer(c, path_name != NULL ? path_name : in.name.v, path_name != NULL ? 200 : 201);
+    gh_adm_answer(c, prov_load, path_name != NULL ? path_name : in.name.v,
+                  path_name != NULL ? 200 : 201, "provider");
     answered = 1;
 done:
     sqlite3_finalize(st);
@@ -757,22 +717,17 @@ done:
 void gh_adm_providers(gh_adm_ctx_t *c)
 {
     const char *m = c->method;
-    json_object *o = NULL;
 
     if (c->nseg == 2) {
-        if (strcmp(m, "GET") == 0) {
-            if (prov_load(c->db, NULL, &o) != GH_OK)
-                gh_adm_internal(c->req);
-            else
-                gh_adm_reply(c->req, 200, o);
-        } else if (strcmp(m, "POST") == 0) {
+        if (strcmp(m, "GET") == 0)
+            gh_adm_answer(c, prov_load, NULL, 200, "provider");
+        else if (strcmp(m, "POST") == 0)
             prov_save(c, NULL);
-        } else {
+        else
             gh_adm_method_not_allowed(c, "GET, POST");
-        }
     } else if (c->nseg == 3) {
         if (strcmp(m, "GET") == 0)
-            prov_answer(c, c->seg[2], 200);
+            gh_adm_answer(c, prov_load, c->seg[2], 200, "provider");
         else if (strcmp(m, "PATCH") == 0)
             prov_save(c, c->seg[2]);
         else if (strcmp(m, "DELETE") == 0)

@@ -319,10 +319,11 @@ done:
 #define RT_COLS "id, name, enforce_context, max_input_tokens, created_at, updated_at"
 
 /* Builds the answer object for the route row in st (the columns of RT_COLS), with its targets
- * listed through tst. The caller owns the result. */
-static json_object *rt_object(sqlite3 *db, sqlite3_stmt *st, sqlite3_stmt *tst)
+ * listed through arg, the targets statement (a gh_adm_row_fn). The caller owns the result. */
+static json_object *rt_object(sqlite3 *db, sqlite3_stmt *st, void *arg)
 {
     json_object *o = json_object_new_object(), *targets = json_object_new_array(), *t;
+    sqlite3_stmt *tst = arg;
     int src;
 
     if (o == NULL || targets == NULL)
@@ -357,68 +358,27 @@ fail:
     return NULL;
 }
 
-/* Lists routes (name NULL) as {"data": [...]} ordered by name, or returns one route. *out is
- * NULL with GH_OK when the named route does not exist. */
+/* Lists routes (name NULL) as {"data": [...]} ordered by name, or returns one route (a
+ * gh_adm_load_fn). *out is NULL with GH_OK when the named route does not exist. */
 static int rt_load(sqlite3 *db, const char *name, json_object **out)
 {
     gh_adm_set_t where = gh_adm_set_text("name", name);
     sqlite3_stmt *st = NULL, *tst = NULL;
-    json_object *data = NULL, *o;
-    int src, rc = GH_ERR;
+    int rc = GH_ERR;
 
-    *out = NULL;
     if (gh_adm_prepare(db,
                        "SELECT " RT_COLS " FROM routes WHERE ?1 IS NULL OR name = ?1 "
                        "ORDER BY name",
-                       &st) != GH_OK ||
+                       &st) == GH_OK &&
         gh_adm_prepare(db,
                        "SELECT provider, model FROM route_targets WHERE route_id = ?1 "
                        "ORDER BY position",
-                       &tst) != GH_OK ||
-        gh_adm_bind(st, 1, &where) != GH_OK)
-        goto done;
-    data = json_object_new_array();
-    if (data == NULL)
-        goto done;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        o = rt_object(db, st, tst);
-        if (o == NULL || json_object_array_add(data, o) != 0) {
-            json_object_put(o);
-            goto done;
-        }
-    }
-    if (src != SQLITE_DONE) {
-        gh_log_error("sqlite3_step(SELECT FROM routes): %s", sqlite3_errmsg(db));
-        goto done;
-    }
-    if (name == NULL) {
-        *out = json_object_new_object();
-        if (*out == NULL)
-            goto done;
-        json_object_object_add(*out, "data", data);
-        data = NULL;
-    } else if (json_object_array_length(data) > 0) {
-        *out = json_object_get(json_object_array_get_idx(data, 0));
-    }
-    rc = GH_OK;
-done:
-    json_object_put(data);
+                       &tst) == GH_OK &&
+        gh_adm_bind(st, 1, &where) == GH_OK)
+        rc = gh_adm_collect(db, st, rt_object, tst, name != NULL, out, "routes");
     sqlite3_finalize(st);
     sqlite3_finalize(tst);
     return rc;
-}
-
-/* Answers every route (name NULL) or one (status 200 or 201), or 404. */
-static void rt_answer(gh_adm_ctx_t *c, const char *name, int status)
-{
-    json_object *o = NULL;
-
-    if (rt_load(c->db, name, &o) != GH_OK)
-        gh_adm_internal(c->req);
-    else if (o == NULL)
-        gh_adm_not_found(c->req, "route", name);
-    else
-        gh_adm_reply(c->req, status, o);
 }
 
 /* POST /admin/routes (create; 409 when the name is taken) and PUT /admin/routes/{name} (create
@@ -473,7 +433,7 @@ static void rt_save(gh_adm_ctx_t *c, const char *path_name)
     if (rt_replace(c->db, id, &in, fresh) != GH_OK || gh_adm_commit(c->db) != GH_OK)
         goto done;
     gh_adm_changed();
-    rt_answer(c, name, fresh ? 201 : 200);
+    gh_adm_answer(c, rt_load, name, fresh ? 201 : 200, "route");
     answered = 1;
 done:
     gh_adm_rollback(c->db);
@@ -524,14 +484,14 @@ void gh_adm_routes(gh_adm_ctx_t *c)
 
     if (c->nseg == 2) {
         if (strcmp(m, "GET") == 0)
-            rt_answer(c, NULL, 200);
+            gh_adm_answer(c, rt_load, NULL, 200, "route");
         else if (strcmp(m, "POST") == 0)
             rt_save(c, NULL);
         else
             gh_adm_method_not_allowed(c, "GET, HEAD, POST");
     } else if (c->nseg == 3) {
         if (strcmp(m, "GET") == 0)
-            rt_answer(c, c->seg[2], 200);
+            gh_adm_answer(c, rt_load, c->seg[2], 200, "route");
         else if (strcmp(m, "PUT") == 0)
             rt_save(c, c->seg[2]);
         else if (strcmp(m, "DELETE") == 0)

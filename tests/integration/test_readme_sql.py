@@ -123,6 +123,22 @@ def test_readme_queries_give_the_expected_numbers():
         mock.stop()
 
 
+def test_schema_sql_shows_the_current_schema():
+    g = h.Gateway(None, workers=1, auto_key=False, provider_key=None)
+    try:
+        db = sqlite3.connect(os.path.join(g.data_dir, "gatehouse.db"))
+        live = {r[0].strip() + ";" for r in db.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'")}
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        db.close()
+        text = open(os.path.join(os.path.dirname(README), "schema", "schema.sql")).read()
+        assert "PRAGMA user_version = %d" % version in text, "schema.sql names another level"
+        missing = [st for st in live if st not in text]
+        assert not missing, "schema/schema.sql is stale (run scripts/schema-dump): %s" % missing[:1]
+    finally:
+        g.cleanup()
+
+
 def print_section():
     mock, gw, db = run_traffic()
     try:

@@ -188,6 +188,16 @@ static void test_prices(void **state)
     p = gh_auth_price("claude-haiku-4-5-20251001");
     assert_non_null(p);
     assert_true(p->input_per_mtok == 1.0 && p->output_per_mtok == 5.0);
+    /* the 2026 models: the longest pattern wins between 'claude-opus-5-5*' and 'claude-opus-5*' */
+    p = gh_auth_price("claude-opus-5-5-20261001");
+    assert_non_null(p);
+    assert_true(p->input_per_mtok == 4.0 && p->output_per_mtok == 20.0);
+    p = gh_auth_price("claude-opus-5");
+    assert_true(p != NULL && p->input_per_mtok == 5.0 && p->cache_read_per_mtok == 0.50);
+    p = gh_auth_price("claude-sonnet-5-5");
+    assert_true(p != NULL && p->input_per_mtok == 2.0 && p->cache_read_per_mtok == 0.10);
+    p = gh_auth_price("claude-haiku-5-5");
+    assert_true(p != NULL && p->output_per_mtok == 0.50 && p->cache_write_per_mtok == 0.125);
     p = gh_auth_price("claude-unknown"); /* only the catch-all */
     assert_non_null(p);
     assert_true(p->input_per_mtok == 9.0);
