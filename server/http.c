@@ -24,6 +24,7 @@
 #define GH_HTTP_IDLE_TIMEOUT_S 75    /* keep-alive connections with nothing to do */
 #define GH_HTTP_WRITE_TIMEOUT_S 120  /* a client that reads nothing for this long is dropped */
 #define GH_HTTP_LINGER_S 2           /* after an error answer, read and discard for this long */
+#define GH_HTTP_DRAIN_GRACE_S 1      /* an idle connection's last chance to send a request */
 #define GH_HTTP_OUT_LOW (64 * 1024)  /* output level under which a paused producer resumes */
 #define GH_HTTP_IN_HIGH (256 * 1024) /* input held while a request is being handled */
 #define GH_HTTP_BODY_HIGH (4 * 1024 * 1024) /* a streamed body buffered ahead of its consumer */
@@ -912,24 +913,20 @@ int gh_http_server_adopt(gh_http_server_t *srv, evutil_socket_t fd, const struct
     return GH_OK;
 }
 
-/* Graceful stop: idle connections with nothing waiting in the kernel close now; the others
- * close after their current response. */
+/* Graceful stop: every connection closes after its current (or next) response. An idle one is
+ * not closed at once: a client may have just connected or be sending its next request, and
+ * closing under it would fail that request (EPIPE/reset). It gets a short read timeout instead:
+ * a request arriving in time is served (with Connection: close), silence closes it. */
 void gh_http_server_drain(gh_http_server_t *srv)
 {
-    gh_conn_t *c, *tmp;
+    gh_conn_t *c;
 
     srv->draining = 1;
-    for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = tmp) {
-        tmp = TAILQ_NEXT(c, link);
+    TAILQ_FOREACH(c, &srv->conns, link)
+    {
         c->keep_alive = 0;
-        if (c->state == CONN_READ_HEAD &&
-            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
-            char b;
-            /* a request already in the socket buffer is served (then closed), not dropped */
-            if (recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
-                continue;
-            conn_free(c);
-        }
+        if (c->state == CONN_READ_HEAD)
+            conn_set_timeouts(c, GH_HTTP_DRAIN_GRACE_S);
     }
 }
 
