@@ -85,6 +85,13 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *arg)
         evtimer_del(up.timer);
         return 0;
     }
+    if (timeout_ms == 0) {
+        /* "act now" (after every new transfer): run in this loop iteration instead of paying
+         * an epoll_wait round trip for a zero timeout */
+        evtimer_del(up.timer);
+        event_active(up.timer, EV_TIMEOUT, 0);
+        return 0;
+    }
     tv.tv_sec = timeout_ms / 1000;
     tv.tv_usec = (timeout_ms % 1000) * 1000;
     evtimer_add(up.timer, &tv);
