@@ -152,6 +152,43 @@ static void set_body(struct evbuffer *body, const char *text)
     evbuffer_add(body, text, strlen(text));
 }
 
+/* See resources.h. */
+int gh_resources_owner(int is_batch, const char *id, const char *key_id, char *provider,
+                       size_t provsz)
+{
+    return owned(is_batch ? RES_BATCH : RES_FILE, id, key_id, provider, provsz, NULL);
+}
+
+/* See resources.h. */
+struct json_object *gh_resources_owned_ids(int is_batch, const char *key_id)
+{
+    return owned_set(is_batch ? RES_BATCH : RES_FILE, key_id);
+}
+
+/* See resources.h. */
+void gh_resources_remember(int is_batch, const char *id, const char *key_id, const char *provider,
+                           int64_t nrequests, const char *filename)
+{
+    if (is_batch) {
+        db_exec("INSERT OR REPLACE INTO batches (id, key_id, provider, requests) "
+                "VALUES (?1, ?2, ?3, ?4)",
+                id, key_id, provider, nrequests);
+        return;
+    }
+    db_exec("INSERT OR REPLACE INTO files (id, key_id, provider, filename) "
+            "VALUES (?1, ?2, ?3, ?4)",
+            id, key_id, provider, -1);
+    if (filename != NULL)
+        db_exec("UPDATE files SET filename = ?2 WHERE id = ?1", id, filename, NULL, -1);
+}
+
+/* See resources.h. */
+void gh_resources_forget(int is_batch, const char *id)
+{
+    db_exec(is_batch ? "DELETE FROM batches WHERE id = ?1" : "DELETE FROM files WHERE id = ?1", id,
+            NULL, NULL, -1);
+}
+
 /* hooks.buffered: records ownership of a created resource, forgets a deleted one, and filters a
  * list down to the caller's own resources. */
 static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers,
@@ -186,9 +223,7 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
         rc->rewritten = 1;
     }
     if (rc->is_delete) {
-        db_exec(rc->kind == RES_BATCH ? "DELETE FROM batches WHERE id = ?1"
-                                      : "DELETE FROM files WHERE id = ?1",
-                rc->id, NULL, NULL, -1);
+        gh_resources_forget(rc->kind == RES_BATCH, rc->id);
     } else if (rc->id[0] == '\0' && json_object_object_get_ex(root, "data", &data) &&
                json_object_is_type(data, json_type_array)) {
         struct json_object *set = owned_set(rc->kind, rc->key_id), *kept = json_object_new_array();
@@ -216,21 +251,11 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
         }
         json_object_put(set);
     } else if (rc->id[0] == '\0' && json_object_object_get_ex(root, "id", &id)) {
-        const char *rid = json_object_get_string(id);
-        if (rc->kind == RES_BATCH) {
-            db_exec("INSERT OR REPLACE INTO batches (id, key_id, provider, requests) "
-                    "VALUES (?1, ?2, ?3, ?4)",
-                    rid, rc->key_id, rc->provider, rc->nrequests);
-        } else {
-            struct json_object *fn = NULL;
-            json_object_object_get_ex(root, "filename", &fn);
-            db_exec("INSERT OR REPLACE INTO files (id, key_id, provider, filename) "
-                    "VALUES (?1, ?2, ?3, ?4)",
-                    rid, rc->key_id, rc->provider, -1);
-            if (fn != NULL)
-                db_exec("UPDATE files SET filename = ?2 WHERE id = ?1", rid,
-                        json_object_get_string(fn), NULL, -1);
-        }
+        struct json_object *fn = NULL;
+        json_object_object_get_ex(root, "filename", &fn);
+        gh_resources_remember(rc->kind == RES_BATCH, json_object_get_string(id), rc->key_id,
+                              rc->provider, rc->nrequests,
+                              fn != NULL ? json_object_get_string(fn) : NULL);
     }
     if (rc->rewritten)
         set_body(body, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
@@ -324,18 +349,12 @@ static void on_results_data(gh_exchange_t *ex, const char *p, size_t n)
     }
 }
 
-/* hooks.stream_end of a results stream: once read in full, the batch's usage becomes usage_log
- * rows (one per model, with ids derived from the batch so a second read adds nothing). */
-static void on_results_end(gh_exchange_t *ex, int broken)
+/* Writes a batch's usage as usage_log rows (one per model, with ids derived from the batch so a
+ * second read adds nothing) and marks the batch accounted. */
+static void write_batch_usage(res_ctx_t *rc)
 {
-    res_ctx_t *rc = ex->hook_arg;
     size_t i;
 
-    if (rc->line_len > 0)
-        account_line(rc, rc->line, rc->line_len);
-    rc->line_len = 0;
-    if (broken || rc->accounted || ex->status != 200)
-        return;
     for (i = 0; i < rc->nmodels; i++) {
         gh_usage_rec_t rec;
         const gh_price_t *price = gh_auth_price(rc->models[i].model);
@@ -366,6 +385,62 @@ static void on_results_end(gh_exchange_t *ex, int broken)
             rc->id, NULL, NULL, -1);
 }
 
+/* hooks.stream_end of a results stream: once read in full, the batch's usage is written. */
+static void on_results_end(gh_exchange_t *ex, int broken)
+{
+    res_ctx_t *rc = ex->hook_arg;
+
+    if (rc->line_len > 0)
+        account_line(rc, rc->line, rc->line_len);
+    rc->line_len = 0;
+    if (broken || rc->accounted || ex->status != 200)
+        return;
+    write_batch_usage(rc);
+}
+
+/* The accounting of one read of a batch's results by another driver (oai_resources.c). */
+struct gh_batch_usage {
+    res_ctx_t rc;
+};
+
+/* See resources.h. */
+gh_batch_usage_t *gh_resources_usage_new(const char *batch_id, const char *key_id)
+{
+    gh_batch_usage_t *u = calloc(1, sizeof(*u));
+
+    if (u == NULL)
+        return NULL;
+    u->rc.kind = RES_BATCH;
+    snprintf(u->rc.id, sizeof(u->rc.id), "%s", batch_id);
+    snprintf(u->rc.key_id, sizeof(u->rc.key_id), "%s", key_id);
+    owned(RES_BATCH, batch_id, key_id, u->rc.provider, sizeof(u->rc.provider), &u->rc.accounted);
+    return u;
+}
+
+/* See resources.h. */
+void gh_resources_usage_line(gh_batch_usage_t *u, const char *line, size_t len)
+{
+    account_line(&u->rc, line, len);
+}
+
+/* See resources.h. */
+void gh_resources_usage_done(gh_batch_usage_t *u)
+{
+    if (!u->rc.accounted)
+        write_batch_usage(&u->rc);
+    u->rc.accounted = 1;
+}
+
+/* See resources.h. */
+void gh_resources_usage_free(gh_batch_usage_t *u)
+{
+    if (u == NULL)
+        return;
+    free(u->rc.line);
+    free(u->rc.models);
+    free(u);
+}
+
 /* hooks.finished: frees the context. */
 static void on_finished(gh_exchange_t *ex)
 {
@@ -378,11 +453,9 @@ static void on_finished(gh_exchange_t *ex)
     ex->hook_arg = NULL;
 }
 
-/* Checks every batch request's model against the key (allowlist, routes, rewrites) and rewrites
- * params.model to what the provider must see. All requests must land on one provider. Answers
- * the refusal itself and returns GH_ERR. */
-static int prepare_batch(gh_exchange_t *ex, const gh_vkey_t *vk, res_ctx_t *rc,
-                         const gh_provider_t **prov)
+/* See resources.h. */
+int gh_resources_prepare_batch(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t *nrequests,
+                               const gh_provider_t **prov)
 {
     struct json_object *root = json_tokener_parse(ex->req->body), *reqs;
     char err[300], msg[400];
@@ -443,7 +516,7 @@ static int prepare_batch(gh_exchange_t *ex, const gh_vkey_t *vk, res_ctx_t *rc,
             }
         }
     }
-    rc->nrequests = (int64_t)n;
+    *nrequests = (int64_t)n;
     out = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
     free(ex->req->body);
     ex->req->body_len = strlen(out);
@@ -580,7 +653,7 @@ int gh_resources_handle(gh_http_req_t *req, const char *path)
             return 1;
         }
     } else if (kind == RES_BATCH && strcmp(m, "POST") == 0) {
-        if (prepare_batch(ex, vk, rc, &prov) != GH_OK)
+        if (gh_resources_prepare_batch(ex, vk, &rc->nrequests, &prov) != GH_OK)
             return 1;
     } else {
         prov = gh_worker_default_provider(ex->provs);

@@ -19,6 +19,7 @@
 #include "shm.h"
 #include "models.h"
 #include "oai.h"
+#include "oai_resources.h"
 #include "proxy.h"
 #include "resources.h"
 #include "route.h"
@@ -195,6 +196,8 @@ static void client_handler(gh_http_req_t *req, void *arg)
                 return;
             }
     }
+    if (gh_oai_resources_handle(req, path))
+        return;
     if (gh_resources_handle(req, path))
         return;
     if (strcmp(path, "/v1/models") == 0) {

@@ -15,6 +15,8 @@ import harness as h  # noqa: E402
 mock = h.Mock()
 gw = h.Gateway(mock.url, workers=2, extra_args=["--max-upload", "8M"])
 other = gw.admin("POST", "/admin/keys", {"name": "other"}).json()["key"]
+# /v1/files without anthropic-version answers in OpenAI's shape (test_oai_resources.py)
+AV = {"anthropic-version": "2023-06-01"}
 
 
 def batch_body(models):
@@ -115,37 +117,38 @@ def test_files_upload_download_delete_and_ownership():
     data = os.urandom(3 * 1024 * 1024 + 17)
     body, ctype = multipart("blob.bin", data)
     mock.reset()
-    r = gw.post("/v1/files", body, {"content-type": ctype})  # no beta header from the client
+    r = gw.post("/v1/files", body, dict(AV, **{"content-type": ctype}))  # no beta header from the client
     assert r.status == 200, r
     f = r.json()
     assert f["id"].startswith("file_") and f["size_bytes"] == len(data) and f["filename"] == "blob.bin"
     up = mock.last()
     assert "files-api-2025-04-14" in up["headers"]["anthropic-beta"]
     assert up["body_len"] == len(body)
-    meta = gw.req("GET", "/v1/files/" + f["id"]).json()
+    meta = gw.req("GET", "/v1/files/" + f["id"], headers=AV).json()
     assert meta["id"] == f["id"]
-    r = gw.req("GET", "/v1/files/%s/content" % f["id"])
+    r = gw.req("GET", "/v1/files/%s/content" % f["id"], headers=AV)
     assert r.status == 200 and r.body == data
-    assert f["id"] in [x["id"] for x in gw.req("GET", "/v1/files").json()["data"]]
-    assert f["id"] not in [x["id"] for x in gw.req("GET", "/v1/files", headers={"x-api-key": other}).json()["data"]]
+    assert f["id"] in [x["id"] for x in gw.req("GET", "/v1/files", headers=AV).json()["data"]]
+    assert f["id"] not in [x["id"] for x in gw.req("GET", "/v1/files", headers=dict(AV, **{"x-api-key": other})).json()["data"]]
     for method, path in (("GET", "/v1/files/" + f["id"]), ("GET", "/v1/files/%s/content" % f["id"]),
                          ("DELETE", "/v1/files/" + f["id"])):
-        assert gw.req(method, path, headers={"x-api-key": other}).status == 404
-    r = gw.req("DELETE", "/v1/files/" + f["id"])
+        assert gw.req(method, path, headers=dict(AV, **{"x-api-key": other})).status == 404
+    r = gw.req("DELETE", "/v1/files/" + f["id"], headers=AV)
     assert r.status == 200 and r.json()["type"] == "file_deleted", r
-    assert gw.req("GET", "/v1/files/" + f["id"]).status == 404
+    assert gw.req("GET", "/v1/files/" + f["id"], headers=AV).status == 404
 
 
 def test_upload_over_the_limit_is_413_and_chunked_upload_works():
     body, ctype = multipart("big.bin", b"x" * (9 * 1024 * 1024))
-    r = gw.post("/v1/files", body, {"content-type": ctype})
+    r = gw.post("/v1/files", body, dict(AV, **{"content-type": ctype}))
     assert r.status == 413 and r.json()["error"]["type"] == "request_too_large", r
     # a chunked upload streams through too
     data = os.urandom(200000)
     body, ctype = multipart("c.bin", data)
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=20)
     s.sendall(("POST /v1/files HTTP/1.1\r\nHost: x\r\nConnection: close\r\nx-api-key: %s\r\n"
-               "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n" % (gw.key, ctype)).encode())
+               "anthropic-version: 2023-06-01\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+               % (gw.key, ctype)).encode())
     for i in range(0, len(body), 65536):
         piece = body[i:i + 65536]
         s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
