@@ -325,50 +325,6 @@ static int chat_messages(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *msgs)
     return GH_OK;
 }
 
-/* Converts the tools array: function tools become {name, description, input_schema}; a tool
- * whose type is Anthropic's own versioned type (web_search_20250305, bash_20250124...) passes
- * through. An empty array adds nothing. */
-static int chat_tools(gh_oai_err_t *e, json_object *req, json_object *tools)
-{
-    char p[GH_OAI_PARAM_MAX];
-    json_object *arr;
-    size_t n;
-
-    if (tools == NULL)
-        return GH_OK;
-    if (!json_object_is_type(tools, json_type_array))
-        return gh_oai_fail(e, "tools", "Invalid type for 'tools': expected an array.");
-    n = json_object_array_length(tools);
-    if (n == 0)
-        return GH_OK;
-    arr = json_object_new_array();
-    if (gh_oai_add(req, "tools", arr) != GH_OK)
-        return gh_oai_oom(e);
-    for (size_t i = 0; i < n; i++) {
-        json_object *t = json_object_array_get_idx(tools, i), *fn = gh_oai_get(t, "function");
-        const char *type = gh_oai_get_str(t, "type");
-        size_t tl = type != NULL ? strlen(type) : 0;
-        gh_oai_path(p, "tools[%zu]", i);
-        if (type != NULL && strcmp(type, "function") == 0) {
-            if (fn == NULL || !json_object_is_type(fn, json_type_object))
-                return gh_oai_fail(e, gh_oai_path(p, "tools[%zu].function", i),
-                                   "Missing required parameter: 'tools[%zu].function'.", i);
-            if (gh_oai_tool_def(e, arr, fn, gh_oai_get(t, "cache_control"),
-                                gh_oai_path(p, "tools[%zu].function", i)) != GH_OK)
-                return GH_ERR;
-        } else if (tl > 0 && type[tl - 1] >= '0' && type[tl - 1] <= '9') {
-            if (gh_oai_push(arr, json_object_get(t)) != GH_OK)
-                return gh_oai_oom(e);
-        } else {
-            return gh_oai_fail(e, gh_oai_path(p, "tools[%zu].type", i),
-                               "Invalid value for 'tools[%zu].type': only function tools are "
-                               "supported.",
-                               i);
-        }
-    }
-    return GH_OK;
-}
-
 /* Reads response_format: json_schema becomes Anthropic's output_format, json_object sets
  * *json_mode (a system instruction; Anthropic has no schema-less JSON mode), text is the
  * default. */
@@ -428,7 +384,7 @@ int gh_oai_chat_request(json_object *body, const gh_oai_opts_t *opts, gh_oai_req
     if (chat_messages(e, &conv, gh_oai_get(body, "messages")) != GH_OK ||
         chat_format(e, req, gh_oai_get(body, "response_format"), &json_mode) != GH_OK ||
         gh_oai_conv_finish(&conv, req, json_mode, e) != GH_OK ||
-        chat_tools(e, req, gh_oai_get(body, "tools")) != GH_OK ||
+        gh_oai_tools(e, 1, req, gh_oai_get(body, "tools")) != GH_OK ||
         gh_oai_tool_choice(e, req, gh_oai_get(body, "tool_choice"),
                            gh_oai_get(body, "parallel_tool_calls"), 0) != GH_OK ||
         gh_oai_stop(e, gh_oai_get(body, "stop"), req, "stop_sequences") != GH_OK ||

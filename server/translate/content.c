@@ -651,3 +651,54 @@ int gh_oai_passthrough(json_object *body, json_object *req)
     }
     return GH_OK;
 }
+
+/* Converts an OpenAI tools array into req.tools: function tools become {name, description,
+ * input_schema} (Chat Completions nests them in "function", the Responses API does not: nested
+ * says which), Anthropic's own versioned tool types (web_search_20250305, bash_20250124...) pass
+ * through, anything else is refused naming tools[i].type. An empty array adds nothing. */
+int gh_oai_tools(gh_oai_err_t *e, int nested, json_object *req, json_object *tools)
+{
+    char p[GH_OAI_PARAM_MAX];
+    json_object *arr;
+    size_t n;
+
+    if (tools == NULL)
+        return GH_OK;
+    if (!json_object_is_type(tools, json_type_array))
+        return gh_oai_fail(e, "tools", "Invalid type for 'tools': expected an array.");
+    n = json_object_array_length(tools);
+    if (n == 0)
+        return GH_OK;
+    arr = json_object_new_array();
+    if (gh_oai_add(req, "tools", arr) != GH_OK)
+        return gh_oai_oom(e);
+    for (size_t i = 0; i < n; i++) {
+        json_object *t = json_object_array_get_idx(tools, i);
+        const char *type = gh_oai_get_str(t, "type");
+        size_t tl = type != NULL ? strlen(type) : 0;
+        if (type != NULL && strcmp(type, "function") == 0) {
+            json_object *fn = nested ? gh_oai_get(t, "function") : t;
+            if (fn == NULL || !json_object_is_type(fn, json_type_object))
+                return gh_oai_fail(e, gh_oai_path(p, "tools[%zu].function", i),
+                                   "Missing required parameter: 'tools[%zu].function'.", i);
+            if (gh_oai_tool_def(e, arr, fn, nested ? gh_oai_get(t, "cache_control") : NULL,
+                                nested ? gh_oai_path(p, "tools[%zu].function", i)
+                                       : gh_oai_path(p, "tools[%zu]", i)) != GH_OK)
+                return GH_ERR;
+        } else if (tl > 0 && type[tl - 1] >= '0' && type[tl - 1] <= '9') {
+            if (gh_oai_push(arr, json_object_get(t)) != GH_OK)
+                return gh_oai_oom(e);
+        } else if (nested) {
+            return gh_oai_fail(e, gh_oai_path(p, "tools[%zu].type", i),
+                               "Invalid value for 'tools[%zu].type': only function tools are "
+                               "supported.",
+                               i);
+        } else {
+            return gh_oai_fail(e, gh_oai_path(p, "tools[%zu].type", i),
+                               "Invalid value for 'tools[%zu].type': '%s' is not supported; only "
+                               "function tools are.",
+                               i, type != NULL ? type : "(missing)");
+        }
+    }
+    return GH_OK;
+}

@@ -159,4 +159,7 @@ int gh_oai_complete_request(json_object *body, const gh_oai_opts_t *opts, gh_oai
 int gh_oai_complete_response(const char *model, json_object *msg, gh_buf_t *out);
 const char *gh_oai_error_type(int status, const char *anthropic_type, const char **code);
 
+/* The tools array of Chat Completions (nested = 1) or Responses (nested = 0) → req.tools. */
+int gh_oai_tools(gh_oai_err_t *e, int nested, json_object *req, json_object *tools);
+
 #endif

@@ -299,45 +299,6 @@ static int resp_input(gh_oai_err_t *e, gh_oai_conv_t *c, json_object *input)
     return GH_OK;
 }
 
-/* Converts the tools array: function tools ({type, name, description, parameters, strict}) and
- * Anthropic's own versioned tool types, as in Chat Completions; hosted OpenAI tools are
- * refused. */
-static int resp_tools(gh_oai_err_t *e, json_object *req, json_object *tools)
-{
-    char p[GH_OAI_PARAM_MAX];
-    json_object *arr;
-    size_t n;
-
-    if (tools == NULL)
-        return GH_OK;
-    if (!json_object_is_type(tools, json_type_array))
-        return gh_oai_fail(e, "tools", "Invalid type for 'tools': expected an array.");
-    n = json_object_array_length(tools);
-    if (n == 0)
-        return GH_OK;
-    arr = json_object_new_array();
-    if (gh_oai_add(req, "tools", arr) != GH_OK)
-        return gh_oai_oom(e);
-    for (size_t i = 0; i < n; i++) {
-        json_object *t = json_object_array_get_idx(tools, i);
-        const char *type = gh_oai_get_str(t, "type");
-        size_t tl = type != NULL ? strlen(type) : 0;
-        if (type != NULL && strcmp(type, "function") == 0) {
-            if (gh_oai_tool_def(e, arr, t, NULL, gh_oai_path(p, "tools[%zu]", i)) != GH_OK)
-                return GH_ERR;
-        } else if (tl > 0 && type[tl - 1] >= '0' && type[tl - 1] <= '9') {
-            if (gh_oai_push(arr, json_object_get(t)) != GH_OK)
-                return gh_oai_oom(e);
-        } else {
-            return gh_oai_fail(e, gh_oai_path(p, "tools[%zu].type", i),
-                               "Invalid value for 'tools[%zu].type': '%s' is not supported; only "
-                               "function tools are.",
-                               i, type != NULL ? type : "(missing)");
-        }
-    }
-    return GH_OK;
-}
-
 /* Reads text.format: json_schema (flat in the Responses API: {type, name, schema, strict})
  * becomes output_format, json_object sets *json_mode, text is the default. */
 static int resp_format(gh_oai_err_t *e, json_object *req, json_object *text, int *json_mode)
@@ -406,7 +367,7 @@ int gh_oai_resp_request(json_object *body, const gh_oai_opts_t *opts, gh_oai_req
     if (resp_input(e, &conv, gh_oai_get(body, "input")) != GH_OK ||
         resp_format(e, req, gh_oai_get(body, "text"), &json_mode) != GH_OK ||
         gh_oai_conv_finish(&conv, req, json_mode, e) != GH_OK ||
-        resp_tools(e, req, gh_oai_get(body, "tools")) != GH_OK ||
+        gh_oai_tools(e, 0, req, gh_oai_get(body, "tools")) != GH_OK ||
         gh_oai_tool_choice(e, req, gh_oai_get(body, "tool_choice"),
                            gh_oai_get(body, "parallel_tool_calls"), 1) != GH_OK ||
         gh_oai_sampling(e, body, req) != GH_OK ||
