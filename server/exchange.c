@@ -1005,16 +1005,7 @@ static void start_attempt(gh_exchange_t *ex)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, ex);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, ex);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, GH_PROXY_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, NULL);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    /* a proxy, if any, is configured per provider base URL, never from the environment (which
-     * curl would otherwise consult with getenv on every request) */
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    gh_upstream_defaults(e, GH_PROXY_CONNECT_TIMEOUT_MS);
     start_idle(ex);
     if (gh_upstream_start(&ex->xfer) != GH_OK) {
         refuse(ex, 500, "api_error", "internal_error", "could not start the upstream request%s",

@@ -222,9 +222,8 @@ static void start_fetches(void)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->hdrs);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_fetch_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        gh_upstream_defaults(e, GH_MODELS_FETCH_TIMEOUT_MS);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, GH_MODELS_FETCH_TIMEOUT_MS);
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         if (f->hdrs == NULL || gh_upstream_start(&f->xfer) != GH_OK) {
             fetch_free(f);
             continue;

@@ -1148,13 +1148,7 @@ static void start_get(oair_t *o, unsigned beta_flags,
     curl_easy_setopt(e, CURLOPT_HEADERDATA, o);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, OAIR_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, NULL);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    gh_upstream_defaults(e, OAIR_CONNECT_TIMEOUT_MS);
     if (gh_upstream_start(&o->xfer) != GH_OK) {
         refuse(o, 500, "api_error", "could not start the upstream request");
         return;

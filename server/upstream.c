@@ -237,3 +237,18 @@ int gh_upstream_running(void)
 {
     return up.inflight;
 }
+
+/* See upstream.h. */
+void gh_upstream_defaults(CURL *e, long connect_timeout_ms)
+{
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, NULL);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* a proxy, if any, is configured per provider base URL, never from the environment (which
+     * curl would otherwise consult with getenv on every request) */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+}

@@ -26,6 +26,11 @@ CURL *gh_upstream_easy_get(void);
 /* Returns a handle to the pool; it must not be in the multi handle. */
 void gh_upstream_easy_put(CURL *easy);
 
+/* Sets the options every upstream transfer shares: no signals, TCP_NODELAY and keep-alive,
+ * the connect timeout, no User-Agent of curl's own, http(s) only, no redirects, no proxy from
+ * the environment. */
+void gh_upstream_defaults(CURL *e, long connect_timeout_ms);
+
 /* Starts x->easy (already configured, CURLOPT_PRIVATE = x). */
 int gh_upstream_start(gh_upstream_xfer_t *x);
 
