@@ -306,8 +306,8 @@ static int load_keys(sqlite3 *db)
         k->itpm_limit = col_limit(st, 5);
         k->otpm_limit = col_limit(st, 6);
         k->max_parallel = col_limit(st, 7);
-        k->budget_usd = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1.0
-                                                                  : sqlite3_column_double(st, 8);
+        k->budget_usd =
+            sqlite3_column_type(st, 8) == SQLITE_NULL ? -1.0 : sqlite3_column_double(st, 8);
         col_text(st, 9, k->budget_period, sizeof(k->budget_period));
         exp = (const char *)sqlite3_column_text(st, 10);
         if (exp != NULL && gh_auth_parse_time(exp, &k->expires_at_ms) != GH_OK) {

@@ -15,7 +15,7 @@ typedef struct {
     char id[40];
     char name[128];
     char hash[GH_HASH_HEX_LEN + 1];
-    char **models;     /* glob patterns; NULL with models_all = every model */
+    char **models; /* glob patterns; NULL with models_all = every model */
     size_t nmodels;
     int models_all;
     int64_t rpm_limit; /* -1 = none, for every limit */

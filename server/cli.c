@@ -10,7 +10,8 @@
 #include "cli.h"
 #include "gh.h"
 
-/* Fills cfg with the contract's defaults; workers = 0 means "one per CPU" until parse resolves it. */
+/* Fills cfg with the contract's defaults; workers = 0 means "one per CPU" until parse resolves it.
+ */
 void gh_config_defaults(gh_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -105,8 +106,8 @@ static int parse_size(const char *s, size_t *out)
  * argument. */
 int gh_config_parse(gh_config_t *cfg, int argc, char **argv, char *err, size_t errsz)
 {
-    static const char *const valued[] = {"--listen",        "--admin-listen", "--data-dir",
-                                         "--workers",       "--drain-timeout", "--max-body",
+    static const char *const valued[] = {"--listen",    "--admin-listen",  "--data-dir",
+                                         "--workers",   "--drain-timeout", "--max-body",
                                          "--max-upload"};
     int i;
 
@@ -189,22 +190,22 @@ int gh_config_parse(gh_config_t *cfg, int argc, char **argv, char *err, size_t e
 /* Prints the usage text of the contract. */
 void gh_config_usage(void *f)
 {
-    fprintf((FILE *)f,
-            "usage: gatehouse [--listen HOST:PORT] [--admin-listen HOST:PORT] [--data-dir DIR]\n"
-            "                 [--workers N] [--drain-timeout SECONDS] [--max-body SIZE]\n"
-            "                 [--max-upload SIZE]\n"
-            "                 [--version] [--help]\n"
-            "\n"
-            "  --listen HOST:PORT         client API (default %s)\n"
-            "  --admin-listen HOST:PORT   admin API (default %s)\n"
-            "  --data-dir DIR             gatehouse.db, master.key, admin.token (default %s)\n"
-            "  --workers N                worker processes (default: number of CPUs)\n"
-            "  --drain-timeout SECONDS    grace period for in-flight requests on stop (default %d)\n"
-            "  --max-body SIZE            largest request body, e.g. 32M (default 32M)\n"
-            "  --max-upload SIZE          largest file upload, streamed (default 500M)\n"
-            "\n"
-            "environment: GATEHOUSE_ADMIN_TOKEN, GATEHOUSE_MASTER_KEY, ANTHROPIC_API_KEY,\n"
-            "             ANTHROPIC_BASE_URL, GH_LOG_LEVEL (debug|info|warn|error)\n",
-            GH_DEFAULT_LISTEN, GH_DEFAULT_ADMIN_LISTEN, GH_DEFAULT_DATA_DIR,
-            GH_DEFAULT_DRAIN_TIMEOUT);
+    fprintf(
+        (FILE *)f,
+        "usage: gatehouse [--listen HOST:PORT] [--admin-listen HOST:PORT] [--data-dir DIR]\n"
+        "                 [--workers N] [--drain-timeout SECONDS] [--max-body SIZE]\n"
+        "                 [--max-upload SIZE]\n"
+        "                 [--version] [--help]\n"
+        "\n"
+        "  --listen HOST:PORT         client API (default %s)\n"
+        "  --admin-listen HOST:PORT   admin API (default %s)\n"
+        "  --data-dir DIR             gatehouse.db, master.key, admin.token (default %s)\n"
+        "  --workers N                worker processes (default: number of CPUs)\n"
+        "  --drain-timeout SECONDS    grace period for in-flight requests on stop (default %d)\n"
+        "  --max-body SIZE            largest request body, e.g. 32M (default 32M)\n"
+        "  --max-upload SIZE          largest file upload, streamed (default 500M)\n"
+        "\n"
+        "environment: GATEHOUSE_ADMIN_TOKEN, GATEHOUSE_MASTER_KEY, ANTHROPIC_API_KEY,\n"
+        "             ANTHROPIC_BASE_URL, GH_LOG_LEVEL (debug|info|warn|error)\n",
+        GH_DEFAULT_LISTEN, GH_DEFAULT_ADMIN_LISTEN, GH_DEFAULT_DATA_DIR, GH_DEFAULT_DRAIN_TIMEOUT);
 }

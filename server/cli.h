@@ -13,10 +13,10 @@ typedef struct {
     gh_hostport_t listen;
     gh_hostport_t admin_listen;
     char data_dir[1024];
-    int workers;            /* 0 = number of CPUs, resolved by gh_config_parse */
-    int drain_timeout;      /* seconds */
-    size_t max_body;        /* bytes a client request body may have */
-    size_t max_upload;      /* bytes a streamed file upload may have */
+    int workers;       /* 0 = number of CPUs, resolved by gh_config_parse */
+    int drain_timeout; /* seconds */
+    size_t max_body;   /* bytes a client request body may have */
+    size_t max_upload; /* bytes a streamed file upload may have */
     int show_version;
     int show_help;
 } gh_config_t;

@@ -5,16 +5,17 @@
 
 #include <stddef.h>
 
-#define GH_MASTER_KEY_BYTES 32   /* crypto_secretbox_KEYBYTES */
-#define GH_HASH_BYTES 32         /* keyed crypto_generichash output */
-#define GH_HASH_HEX_LEN 64       /* hex form, without NUL */
-#define GH_VKEY_PREFIX "gh-vk-"  /* every virtual key starts with this */
-#define GH_VKEY_MAX_LEN 96       /* prefix + base64url of 32 random bytes, with room to spare */
+#define GH_MASTER_KEY_BYTES 32  /* crypto_secretbox_KEYBYTES */
+#define GH_HASH_BYTES 32        /* keyed crypto_generichash output */
+#define GH_HASH_HEX_LEN 64      /* hex form, without NUL */
+#define GH_VKEY_PREFIX "gh-vk-" /* every virtual key starts with this */
+#define GH_VKEY_MAX_LEN 96      /* prefix + base64url of 32 random bytes, with room to spare */
 
 typedef struct {
     unsigned char enc[GH_MASTER_KEY_BYTES];  /* secretbox key for provider keys */
     unsigned char hash[GH_MASTER_KEY_BYTES]; /* key for crypto_generichash of secrets */
-    unsigned char check[GH_HASH_BYTES];      /* fingerprint stored in the database to detect a wrong key */
+    unsigned char
+        check[GH_HASH_BYTES]; /* fingerprint stored in the database to detect a wrong key */
 } gh_keys_t;
 
 /* sodium_init(); call once at start-up before anything else here. */

@@ -20,19 +20,18 @@
 #include "proxy.h"
 #include "shm.h"
 
-#define GH_EXCHANGE_PAUSE_AT (1024 * 1024)           /* client backlog that pauses upstream reads */
+#define GH_EXCHANGE_PAUSE_AT (1024 * 1024)          /* client backlog that pauses upstream reads */
 #define GH_PROXY_MAX_RESP_BODY (256u * 1024 * 1024) /* a buffered (non-SSE) answer */
 #define GH_PROXY_CONNECT_TIMEOUT_MS 10000L
 #define GH_PROXY_COOLDOWN_MS 10000 /* a 429 without retry-after cools its key this long */
 
 /* How an attempt ended, for the fallback decision. */
 typedef enum {
-    OUTCOME_OK = 0,      /* relay it (2xx, or an error that must not fall back) */
-    OUTCOME_KEY_BAD,     /* 401/403: skip this key for the rest of the request */
-    OUTCOME_RATE_LIMIT,  /* 429: the key cools down, try another */
-    OUTCOME_RETRYABLE,   /* 5xx/529/timeout/connection error */
+    OUTCOME_OK = 0,     /* relay it (2xx, or an error that must not fall back) */
+    OUTCOME_KEY_BAD,    /* 401/403: skip this key for the rest of the request */
+    OUTCOME_RATE_LIMIT, /* 429: the key cools down, try another */
+    OUTCOME_RETRYABLE,  /* 5xx/529/timeout/connection error */
 } outcome_t;
-
 
 static void start_attempt(gh_exchange_t *ex);
 static void on_idle_timeout(evutil_socket_t fd, short what, void *arg);
@@ -156,9 +155,8 @@ static void publish_usage(gh_exchange_t *ex)
     const gh_price_t *price;
 
     ex->rec.latency_ms = (int64_t)((now - ex->req->start_us) / 1000u);
-    ex->rec.ttft_ms = ex->first_byte_us != 0
-                          ? (int64_t)((ex->first_byte_us - ex->req->start_us) / 1000u)
-                          : -1;
+    ex->rec.ttft_ms =
+        ex->first_byte_us != 0 ? (int64_t)((ex->first_byte_us - ex->req->start_us) / 1000u) : -1;
     price = gh_auth_price(ex->rec.model);
     ex->rec.cost_usd = price != NULL ? gh_usage_cost(price, &ex->rec.tokens) : 0.0;
     gh_shm_usage_publish(&ex->rec);
@@ -230,9 +228,9 @@ static void refuse_rate(gh_exchange_t *ex, const gh_limit_result_t *res, const c
     size_t n = (size_t)snprintf(hdr, sizeof(hdr), "retry-after: %lld\r\n",
                                 (long long)(res->retry_after_s > 0 ? res->retry_after_s : 1));
     ratelimit_headers(res, hdr + n, sizeof(hdr) - n);
-    gh_exchange_refuse(ex, 429, "rate_limit_error", error_type, hdr,
-             "This request would exceed the %s; retry after the time in the retry-after header",
-             what);
+    gh_exchange_refuse(
+        ex, 429, "rate_limit_error", error_type, hdr,
+        "This request would exceed the %s; retry after the time in the retry-after header", what);
 }
 
 /* Re-arms the idle timeout: upstream must show progress within the provider's timeout_ms. */
@@ -322,14 +320,18 @@ static outcome_t classify_status(int status)
 {
     switch (status) {
     case 401:
-    case 403: return OUTCOME_KEY_BAD;
-    case 429: return OUTCOME_RATE_LIMIT;
+    case 403:
+        return OUTCOME_KEY_BAD;
+    case 429:
+        return OUTCOME_RATE_LIMIT;
     case 500:
     case 502:
     case 503:
     case 504:
-    case 529: return OUTCOME_RETRYABLE;
-    default: return OUTCOME_OK;
+    case 529:
+        return OUTCOME_RETRYABLE;
+    default:
+        return OUTCOME_OK;
     }
 }
 
@@ -371,12 +373,12 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
     while (vend > vstart && (buf[vend - 1] == '\r' || buf[vend - 1] == '\n' ||
                              buf[vend - 1] == ' ' || buf[vend - 1] == '\t'))
         vend--;
-    if (gh_http_name_eq(buf, nlen, "content-type") && ex->status == 200 &&
-        vend - vstart >= 17 && strncasecmp(buf + vstart, "text/event-stream", 17) == 0)
+    if (gh_http_name_eq(buf, nlen, "content-type") && ex->status == 200 && vend - vstart >= 17 &&
+        strncasecmp(buf + vstart, "text/event-stream", 17) == 0)
         ex->sse_resp = 1;
     if (gh_http_name_eq(buf, nlen, "request-id"))
-        gh_usage_set(ex->rec.upstream_request_id, sizeof(ex->rec.upstream_request_id),
-                     buf + vstart, vend - vstart);
+        gh_usage_set(ex->rec.upstream_request_id, sizeof(ex->rec.upstream_request_id), buf + vstart,
+                     vend - vstart);
     if (gh_http_name_eq(buf, nlen, "retry-after") && vend > vstart)
         ex->retry_after_ms = (int64_t)atoi(buf + vstart) * 1000;
     if (ex->key_limited && nlen > 20 && strncasecmp(buf, "anthropic-ratelimit-", 20) == 0)
@@ -570,9 +572,9 @@ static void fall_back(gh_exchange_t *ex, outcome_t why)
             ex->excluded[k] = 1;
     }
     if (why == OUTCOME_RATE_LIMIT)
-        gh_limits_cooldown(ex->key->id, wall_ms() + (ex->retry_after_ms > 0
-                                                         ? ex->retry_after_ms
-                                                         : GH_PROXY_COOLDOWN_MS));
+        gh_limits_cooldown(
+            ex->key->id,
+            wall_ms() + (ex->retry_after_ms > 0 ? ex->retry_after_ms : GH_PROXY_COOLDOWN_MS));
     /* another key of the same target that has not been tried in this pass */
     for (k = 0; k < p->nkeys && k < GH_PROXY_MAX_KEYS; k++)
         if (!ex->tried[k] && !ex->excluded[k] && !key_cooling(p->keys[k].id)) {
@@ -848,9 +850,8 @@ static void provider_full(gh_exchange_t *ex)
         relay_buffered(ex); /* an earlier target's real answer says more than our own 429 */
         return;
     }
-    gh_limits_count_refusal(ex->prov_res.limited == GH_LIMITED_REQUESTS
-                                ? GH_LIMITS_REFUSED_REQUESTS
-                                : GH_LIMITS_REFUSED_TOKENS);
+    gh_limits_count_refusal(ex->prov_res.limited == GH_LIMITED_REQUESTS ? GH_LIMITS_REFUSED_REQUESTS
+                                                                        : GH_LIMITS_REFUSED_TOKENS);
     n = snprintf(body, sizeof(body), "provider '%s' rate limit", ex->prov->name);
     GH_UNUSED(n);
     refuse_rate(ex, &ex->prov_res, "rate_limited", body);
@@ -869,9 +870,8 @@ void gh_exchange_betas(gh_exchange_t *ex, const gh_jspan_t *spans)
     int changed = 0, rc;
 
     if (spans != NULL)
-        rc = gh_beta_header_scanned(client_beta(ex), ex->req->body, spans, ex->beta_flags, NULL,
-                                    0, NULL, 0, ex->beta_needed, sizeof(ex->beta_needed),
-                                    &changed);
+        rc = gh_beta_header_scanned(client_beta(ex), ex->req->body, spans, ex->beta_flags, NULL, 0,
+                                    NULL, 0, ex->beta_needed, sizeof(ex->beta_needed), &changed);
     else
         rc = gh_beta_header(client_beta(ex), NULL, 0, ex->beta_flags, NULL, 0, NULL, 0,
                             ex->beta_needed, sizeof(ex->beta_needed), &changed);
@@ -924,10 +924,11 @@ static void start_attempt(gh_exchange_t *ex)
                 snprintf(hdr, sizeof(hdr), "retry-after: %lld\r\n",
                          (long long)(soonest > now ? (soonest - now + 999) / 1000 : 1));
                 snprintf(msg, sizeof(msg), "%s", ex->prov->name);
-                gh_exchange_refuse(ex, 429, "rate_limit_error", "provider_keys_cooling", hdr,
-                         "every API key of provider '%s' is cooling down after a rate limit; "
-                         "retry after the time in the retry-after header",
-                         msg);
+                gh_exchange_refuse(
+                    ex, 429, "rate_limit_error", "provider_keys_cooling", hdr,
+                    "every API key of provider '%s' is cooling down after a rate limit; "
+                    "retry after the time in the retry-after header",
+                    msg);
             } else if (ex->last_transport != 0) {
                 fail_transport(ex);
             } else {
@@ -947,8 +948,8 @@ static void start_attempt(gh_exchange_t *ex)
     settle_provider(ex, 0, 0);
     if (ex->prov->rpm_limit >= 0 || ex->prov->itpm_limit >= 0 || ex->prov->otpm_limit >= 0) {
         gh_limit_cfg_t pc = {ex->prov->rpm_limit, ex->prov->itpm_limit, ex->prov->otpm_limit};
-        if (gh_limits_admit(GH_LIMITS_KIND_PROVIDER, ex->prov->name, &pc, ex->est_in,
-                            ex->est_out, wall_ms(), &ex->prov_res) != GH_OK) {
+        if (gh_limits_admit(GH_LIMITS_KIND_PROVIDER, ex->prov->name, &pc, ex->est_in, ex->est_out,
+                            wall_ms(), &ex->prov_res) != GH_OK) {
             provider_full(ex);
             return;
         }
@@ -992,9 +993,9 @@ static void start_attempt(gh_exchange_t *ex)
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read_body);
         curl_easy_setopt(e, CURLOPT_READDATA, ex);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)(req->head.content_length >= 0 ? req->head.content_length
-                                                                    : -1));
+        curl_easy_setopt(
+            e, CURLOPT_POSTFIELDSIZE_LARGE,
+            (curl_off_t)(req->head.content_length >= 0 ? req->head.content_length : -1));
     } else {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
@@ -1163,15 +1164,15 @@ int gh_exchange_admit_key(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t max_to
                 gh_limits_cancel(GH_LIMITS_KIND_KEY, ex->rec.key_id, ex->key_res.admitted_ms,
                                  ex->est_in, ex->est_out);
             ex->key_admitted = 0;
-            gh_exchange_refuse(ex, 429, "rate_limit_error", "concurrency_limited", "retry-after: 1\r\n",
-                     "this API key already has its maximum of %s requests in flight", msg);
+            gh_exchange_refuse(
+                ex, 429, "rate_limit_error", "concurrency_limited", "retry-after: 1\r\n",
+                "this API key already has its maximum of %s requests in flight", msg);
             return GH_ERR;
         }
         ex->in_parallel = 1;
     }
     return GH_OK;
 }
-
 
 /* See exchange.h. */
 void gh_exchange_start(gh_exchange_t *ex)

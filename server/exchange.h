@@ -63,9 +63,9 @@ struct gh_exchange {
     const gh_provider_key_t *key;
     unsigned char excluded[GH_PROXY_MAX_KEYS]; /* keys of this target refused (401/403) */
     unsigned char tried[GH_PROXY_MAX_KEYS];    /* keys of this target tried in this pass */
-    int retries;         /* back-off retries spent on this target */
+    int retries;                               /* back-off retries spent on this target */
     const char *upstream_path;
-    char *fwd_body;      /* the body for the current target when it had to be rewritten */
+    char *fwd_body; /* the body for the current target when it had to be rewritten */
     size_t fwd_len;
     struct curl_slist *hdrs;
     char *url;
@@ -77,8 +77,8 @@ struct gh_exchange {
     gh_usage_rec_t rec;            /* the usage_log row this request becomes */
     int status;
     int headers_done;
-    int failing;   /* the answer is one we may fall back from: hold it */
-    int sse_resp;  /* the answer is text/event-stream: relay as it arrives */
+    int failing;  /* the answer is one we may fall back from: hold it */
+    int sse_resp; /* the answer is text/event-stream: relay as it arrives */
     int paused;
     int timed_out;
     int in_multi;
@@ -87,17 +87,17 @@ struct gh_exchange {
     gh_limit_cfg_t key_cfg;
     gh_limit_result_t key_res;
     int key_admitted;
-    int key_limited;        /* the key has rate limits: its own anthropic-ratelimit-* headers */
-    int in_parallel;        /* holds one of the key's max_parallel slots */
+    int key_limited; /* the key has rate limits: its own anthropic-ratelimit-* headers */
+    int in_parallel; /* holds one of the key's max_parallel slots */
     gh_limit_result_t prov_res;
     const gh_provider_t *prov_admitted; /* the provider whose window counted the attempt */
     int64_t est_in, est_out;
-    double budget;          /* < 0: none */
+    double budget; /* < 0: none */
     char budget_period[4];
-    int last_transport;     /* the last failure was a curl error (CURLcode), 0 if HTTP */
+    int last_transport; /* the last failure was a curl error (CURLcode), 0 if HTTP */
     uint64_t first_byte_us;
     uint64_t progress_us; /* the last time upstream showed progress (idle timeout) */
-    int body_paused; /* curl waits for more streamed request body */
+    int body_paused;      /* curl waits for more streamed request body */
 };
 
 /* Creates an exchange for req whose usage row names endpoint (a static string). */
@@ -132,4 +132,3 @@ void gh_exchange_betas(gh_exchange_t *ex, const gh_jspan_t *spans);
 int64_t gh_exchange_estimate_tokens(size_t body_len);
 
 #endif
-

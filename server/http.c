@@ -80,33 +80,60 @@ uint64_t gh_now_us(void)
 const char *gh_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 499: return "Client Closed Request";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 529: return "Overloaded";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 529:
+        return "Overloaded";
+    default:
+        return "Status";
     }
 }
 
@@ -458,7 +485,8 @@ static void conn_linger(gh_conn_t *c)
 {
     c->state = CONN_LINGER;
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
     conn_set_timeouts(c, GH_HTTP_LINGER_S);
     bufferevent_enable(c->bev, EV_READ);
 }
@@ -488,8 +516,8 @@ static void conn_fail(gh_conn_t *c, int status, const char *type, const char *ms
     char body[512];
     int n;
 
-    n = snprintf(body, sizeof(body), "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
-                 type, msg);
+    n = snprintf(body, sizeof(body),
+                 "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}", type, msg);
     c->keep_alive = 0;
     write_status(c, c->req, status, "Content-Type: application/json\r\n", 32);
     evbuffer_add_printf(out, "Content-Length: %d\r\n\r\n", n);
@@ -699,7 +727,7 @@ static int conn_read_head(gh_conn_t *c, struct evbuffer *in)
     if (rc != 0) {
         c->keep_alive = 0;
         conn_fail(c, rc, "invalid_request_error",
-                  rc == 431 ? "too many request headers"
+                  rc == 431   ? "too many request headers"
                   : rc == 501 ? "unsupported transfer encoding"
                   : rc == 505 ? "unsupported HTTP version"
                               : "malformed HTTP request");
@@ -970,8 +998,7 @@ void gh_http_respond(gh_http_req_t *req, int status, const char *headers, size_t
 }
 
 /* Starts a streamed response; HTTP/1.0 clients get a close-delimited body instead of chunks. */
-void gh_http_stream_begin(gh_http_req_t *req, int status, const char *headers,
-                          size_t headers_len)
+void gh_http_stream_begin(gh_http_req_t *req, int status, const char *headers, size_t headers_len)
 {
     gh_conn_t *c = req->conn;
     struct evbuffer *out = bufferevent_get_output(c->bev);

@@ -77,8 +77,8 @@ typedef struct gh_http_req {
     gh_http_server_t *server;
     uint64_t start_us; /* monotonic time the head was complete */
     int is_head_method;
-    int streaming;     /* a streamed response has begun */
-    int responded;     /* the status line has been queued */
+    int streaming; /* a streamed response has begun */
+    int responded; /* the status line has been queued */
     char peer[64];
     /* Set by the handler that keeps the request past its call. on_abort runs when the client
      * goes away or the server is force-stopped; the handler must then free its own state and
@@ -134,8 +134,7 @@ void gh_http_respond(gh_http_req_t *req, int status, const char *headers, size_t
                      const char *body, size_t body_len);
 
 /* Begins a streamed response (chunked on HTTP/1.1, close-delimited on 1.0). */
-void gh_http_stream_begin(gh_http_req_t *req, int status, const char *headers,
-                          size_t headers_len);
+void gh_http_stream_begin(gh_http_req_t *req, int status, const char *headers, size_t headers_len);
 
 /* Queues body bytes of a streamed response. */
 void gh_http_stream_write(gh_http_req_t *req, const void *data, size_t len);

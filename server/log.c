@@ -38,10 +38,16 @@ int gh_getpid(void)
 }
 
 /* Names the process in every following line ("master", "worker"); role must outlive the process. */
-void gh_log_set_role(const char *role) { gh_log_role = role; }
+void gh_log_set_role(const char *role)
+{
+    gh_log_role = role;
+}
 
 /* Sets the lowest level that is written. GH_LOG_LEVEL=debug in the environment also lowers it. */
-void gh_log_set_level(gh_log_level_t level) { gh_log_min = level; }
+void gh_log_set_level(gh_log_level_t level)
+{
+    gh_log_min = level;
+}
 
 /* Formats one line "2026-01-01T00:00:00.000Z [pid role] LEVEL message" and writes it at once.
  * Callers must never pass secrets: there is no redaction here. */
@@ -58,8 +64,9 @@ void gh_log(gh_log_level_t level, const char *fmt, ...)
         return;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%d %s] %s: ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+    n = snprintf(line, sizeof(line),
+                 "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%d %s] %s: ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  (int)(tv.tv_usec / 1000), gh_getpid(), gh_log_role, names[level]);
     if (n < 0 || (size_t)n >= sizeof(line))
         return;

@@ -33,10 +33,10 @@
 
 /* One row of the process table. */
 typedef struct {
-    pid_t pid;            /* 0: free row */
-    int slot;             /* 0..workers-1 within its generation */
+    pid_t pid; /* 0: free row */
+    int slot;  /* 0..workers-1 within its generation */
     int generation;
-    int retiring;         /* sent SIGTERM: drains, never respawned */
+    int retiring; /* sent SIGTERM: drains, never respawned */
     uint64_t started_us;
 } gh_proc_t;
 
@@ -58,10 +58,10 @@ static struct {
     int generation;
     int stopping;
     uint64_t stop_deadline_us;
-    pid_t recorder;             /* the usage recorder, 0 when not running */
+    pid_t recorder; /* the usage recorder, 0 when not running */
     uint64_t recorder_started_us;
-    gh_slot_t recorder_slot;    /* its respawn back-off */
-    int recorder_told;          /* SIGUSR1 (final drain) sent */
+    gh_slot_t recorder_slot; /* its respawn back-off */
+    int recorder_told;       /* SIGUSR1 (final drain) sent */
     char db_path[1200];
     unsigned ticks;
 } m;
@@ -70,13 +70,24 @@ static struct {
 static void on_signal(int sig)
 {
     switch (sig) {
-    case SIGCHLD: sig_child = 1; break;
+    case SIGCHLD:
+        sig_child = 1;
+        break;
     case SIGTERM:
-    case SIGINT: sig_term = 1; break;
-    case SIGQUIT: sig_quit = 1; break;
-    case SIGHUP: sig_hup = 1; break;
-    case SIGALRM: sig_tick = 1; break;
-    default: break;
+    case SIGINT:
+        sig_term = 1;
+        break;
+    case SIGQUIT:
+        sig_quit = 1;
+        break;
+    case SIGHUP:
+        sig_hup = 1;
+        break;
+    case SIGALRM:
+        sig_tick = 1;
+        break;
+    default:
+        break;
     }
 }
 
@@ -96,8 +107,7 @@ int gh_listen_socket(const gh_hostport_t *hp)
         return -1;
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
             continue;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -267,11 +277,11 @@ static void reap(void)
                 break;
             }
             if (WIFSIGNALED(status))
-                gh_log_warn("worker %d pid %d killed by signal %d; respawning", p->slot,
-                            (int)pid, WTERMSIG(status));
+                gh_log_warn("worker %d pid %d killed by signal %d; respawning", p->slot, (int)pid,
+                            WTERMSIG(status));
             else
-                gh_log_warn("worker %d pid %d exited with status %d; respawning", p->slot,
-                            (int)pid, WEXITSTATUS(status));
+                gh_log_warn("worker %d pid %d exited with status %d; respawning", p->slot, (int)pid,
+                            WEXITSTATUS(status));
             schedule_respawn(&m.slots[p->slot], p->started_us, "worker");
             break;
         }
@@ -371,7 +381,8 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
         goto done;
     if (gh_shm_create() != GH_OK || gh_limits_create() != GH_OK)
         goto done;
-    if (getenv("GATEHOUSE_USAGE_LOG") != NULL && strcmp(getenv("GATEHOUSE_USAGE_LOG"), "off") == 0) {
+    if (getenv("GATEHOUSE_USAGE_LOG") != NULL &&
+        strcmp(getenv("GATEHOUSE_USAGE_LOG"), "off") == 0) {
         gh_shm->usage_off = 1;
         gh_log_warn("GATEHOUSE_USAGE_LOG=off: no usage is recorded (budgets cannot be enforced)");
     }
@@ -409,8 +420,8 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
                 gh_log_info("graceful stop: draining for up to %d s", cfg->drain_timeout);
                 m.stopping = 1;
                 signal_children(SIGTERM, 0);
-                m.stop_deadline_us = gh_now_us() + (uint64_t)cfg->drain_timeout * 1000000u +
-                                     2000000u;
+                m.stop_deadline_us =
+                    gh_now_us() + (uint64_t)cfg->drain_timeout * 1000000u + 2000000u;
             }
         }
         if (sig_hup) {

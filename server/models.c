@@ -49,8 +49,8 @@ static struct {
     uint64_t fetched_us;
     uint64_t epoch; /* provider changes invalidate the cache */
     fetch_t **fetches;
-    int pending;    /* fetches in flight */
-    model_t *next;  /* being assembled */
+    int pending;   /* fetches in flight */
+    model_t *next; /* being assembled */
     size_t nnext;
     gh_http_req_t *waiters[GH_MODELS_MAX_WAITERS];
     size_t nwaiters;

@@ -35,10 +35,22 @@
 int gh_proxy_forward_req_header(const char *name, size_t len)
 {
     static const char *const drop[] = {
-        "host",          "content-length", "transfer-encoding", "connection",
-        "keep-alive",    "proxy-connection", "te",              "trailer",
-        "upgrade",       "expect",         "x-api-key",         "authorization",
-        "proxy-authorization", "accept-encoding", "cookie",     "http2-settings",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "x-api-key",
+        "authorization",
+        "proxy-authorization",
+        "accept-encoding",
+        "cookie",
+        "http2-settings",
     };
     size_t i;
 
@@ -53,9 +65,9 @@ int gh_proxy_forward_req_header(const char *name, size_t len)
 /* Response headers not relayed: framing is redone by our HTTP layer. */
 int gh_proxy_forward_resp_header(const char *name, size_t len)
 {
-    static const char *const drop[] = {"content-length", "transfer-encoding", "connection",
-                                       "keep-alive", "proxy-connection", "te", "trailer",
-                                       "upgrade", "set-cookie", "alt-svc"};
+    static const char *const drop[] = {
+        "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te",
+        "trailer",        "upgrade",           "set-cookie", "alt-svc"};
     size_t i;
 
     for (i = 0; i < GH_ARRAY_LEN(drop); i++)
@@ -107,11 +119,10 @@ static void route_and_start(gh_exchange_t *ex, const gh_vkey_t *vk)
     ex->rec.stream = spans[1].type == GH_JSON_TRUE;
     if (spans[0].type != GH_JSON_STRING || spans[0].len <= 2 ||
         gh_jscan_string(req->body, &spans[0], model, sizeof(model)) <= 0) {
-        gh_exchange_refuse(ex, 400, "invalid_request_error", "invalid_request_error", NULL,
-                           "model: %s",
-                           spans[0].type == GH_JSON_ABSENT
-                               ? "Field required"
-                               : "must be a non-empty string of at most 159 bytes");
+        gh_exchange_refuse(
+            ex, 400, "invalid_request_error", "invalid_request_error", NULL, "model: %s",
+            spans[0].type == GH_JSON_ABSENT ? "Field required"
+                                            : "must be a non-empty string of at most 159 bytes");
         return;
     }
     gh_usage_set(ex->rec.model_requested, sizeof(ex->rec.model_requested), model, strlen(model));
@@ -144,8 +155,8 @@ static void route_and_start(gh_exchange_t *ex, const gh_vkey_t *vk)
         gh_exchange_estimate_tokens(req->body_len) > window) {
         snprintf(err, sizeof(err), "prompt is too long: %lld tokens > %lld maximum",
                  (long long)gh_exchange_estimate_tokens(req->body_len), (long long)window);
-        gh_exchange_refuse(ex, 400, "invalid_request_error", "context_window_exceeded", NULL,
-                           "%s", err);
+        gh_exchange_refuse(ex, 400, "invalid_request_error", "context_window_exceeded", NULL, "%s",
+                           err);
         return;
     }
     gh_exchange_betas(ex, &spans[3]);
@@ -210,8 +221,8 @@ static void oai_buffered(gh_exchange_t *ex, int *status, struct evbuffer *header
 }
 
 /* hooks.sse_event: one Anthropic event becomes zero or more OpenAI stream events. */
-static void oai_sse_event(gh_exchange_t *ex, const char *event, size_t event_len,
-                          const char *data, size_t data_len)
+static void oai_sse_event(gh_exchange_t *ex, const char *event, size_t event_len, const char *data,
+                          size_t data_len)
 {
     oai_ctx_t *oc = ex->hook_arg;
 
@@ -281,12 +292,12 @@ void gh_proxy_openai(gh_http_req_t *req, int kind, const char *endpoint)
     if ((vk = authenticate(ex)) == NULL)
         return;
     memset(&treq, 0, sizeof(treq));
-    if (gh_oai_request(oc->kind, req->body, req->body_len, &opts, &treq, &status, err,
-                       sizeof(err), param, sizeof(param)) != GH_OK) {
+    if (gh_oai_request(oc->kind, req->body, req->body_len, &opts, &treq, &status, err, sizeof(err),
+                       param, sizeof(param)) != GH_OK) {
         gh_usage_set(ex->rec.model_requested, sizeof(ex->rec.model_requested), treq.model,
                      strlen(treq.model));
-        gh_exchange_refuse(ex, status, "invalid_request_error", "invalid_request_error", NULL,
-                           "%s", err);
+        gh_exchange_refuse(ex, status, "invalid_request_error", "invalid_request_error", NULL, "%s",
+                           err);
         gh_oai_req_free(&treq);
         return;
     }

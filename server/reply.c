@@ -1,4 +1,5 @@
-/* reply.c: error and JSON answers produced by gatehouse itself, in Anthropic's or OpenAI's shape. */
+/* reply.c: error and JSON answers produced by gatehouse itself, in Anthropic's or OpenAI's shape.
+ */
 #include "config.h"
 
 #include <stdarg.h>

@@ -33,17 +33,17 @@ typedef struct {
 /* What a resource request carries through its exchange; freed by hooks.finished. */
 typedef struct {
     res_kind_t kind;
-    char id[128];          /* the resource the request names, "" for create/list */
+    char id[128]; /* the resource the request names, "" for create/list */
     char key_id[40];
     char provider[64];
     int is_delete;
-    char *line;            /* partial JSONL line of a results stream */
+    char *line; /* partial JSONL line of a results stream */
     size_t line_len, line_cap;
     batch_model_t *models; /* results accounting */
     size_t nmodels;
     int64_t nrequests;
-    int accounted;         /* the batch's usage was already written before */
-    int rewritten;         /* the answer's JSON was changed and must be re-serialised */
+    int accounted; /* the batch's usage was already written before */
+    int rewritten; /* the answer's JSON was changed and must be re-serialised */
 } res_ctx_t;
 
 /* A statement run on the worker's connection; these are admin-rate operations, so a short
@@ -76,8 +76,8 @@ done:
 }
 
 /* Looks up who owns resource id; fills provider. Returns 1 when key_id owns it. */
-static int owned(res_kind_t kind, const char *id, const char *key_id, char *provider,
-                 size_t provsz, int *accounted)
+static int owned(res_kind_t kind, const char *id, const char *key_id, char *provider, size_t provsz,
+                 int *accounted)
 {
     const char *sql = kind == RES_BATCH
                           ? "SELECT key_id, provider, results_accounted_at IS NOT NULL FROM "
@@ -237,16 +237,14 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
         if (kept != NULL) {
             size_t k = json_object_array_length(kept);
             json_object_object_add(root, "data", kept);
-            json_object_object_add(
-                root, "first_id",
-                k ? json_object_get(json_object_object_get(json_object_array_get_idx(kept, 0),
-                                                           "id"))
-                  : NULL);
-            json_object_object_add(
-                root, "last_id",
-                k ? json_object_get(json_object_object_get(json_object_array_get_idx(kept, k - 1),
-                                                           "id"))
-                  : NULL);
+            json_object_object_add(root, "first_id",
+                                   k ? json_object_get(json_object_object_get(
+                                           json_object_array_get_idx(kept, 0), "id"))
+                                     : NULL);
+            json_object_object_add(root, "last_id",
+                                   k ? json_object_get(json_object_object_get(
+                                           json_object_array_get_idx(kept, k - 1), "id"))
+                                     : NULL);
             rc->rewritten = 1;
         }
         json_object_put(set);
@@ -482,7 +480,8 @@ int gh_resources_prepare_batch(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t *
             goto done;
         }
         if (gh_route_resolve(ex->provs, vk, json_object_get_string(model), &res, err,
-                             sizeof(err)) != GH_OK || res.ntargets == 0) {
+                             sizeof(err)) != GH_OK ||
+            res.ntargets == 0) {
             snprintf(msg, sizeof(msg), "requests.%zu.params.model: %s", i,
                      res.ntargets == 0 ? "no provider is configured" : err);
             gh_exchange_refuse(ex, 400, "invalid_request_error", "invalid_request_error", NULL,
@@ -510,8 +509,8 @@ int gh_resources_prepare_batch(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t *
             struct json_object *extra;
             snprintf(obj, sizeof(obj), "{%s}", res.params);
             if ((extra = json_tokener_parse(obj)) != NULL) {
-                json_object_object_foreach(extra, k, v) json_object_object_add(
-                    params, k, json_object_get(v));
+                json_object_object_foreach(extra, k, v)
+                    json_object_object_add(params, k, json_object_get(v));
                 json_object_put(extra);
             }
         }
@@ -589,16 +588,17 @@ int gh_resources_handle(gh_http_req_t *req, const char *path)
 
     if (!parse_path(path, &kind, id, sizeof(id), sub, sizeof(sub)))
         return 0;
-    if (sub[0] != '\0' && !(kind == RES_BATCH && (!strcmp(sub, "cancel") || !strcmp(sub, "results"))) &&
+    if (sub[0] != '\0' &&
+        !(kind == RES_BATCH && (!strcmp(sub, "cancel") || !strcmp(sub, "results"))) &&
         !(kind == RES_FILE && !strcmp(sub, "content")))
         return 0;
-    endpoint = kind == RES_BATCH ? (sub[0] == '\0' ? (id[0] ? "/v1/messages/batches/{id}"
-                                                             : "/v1/messages/batches")
-                                   : strcmp(sub, "cancel") == 0
-                                       ? "/v1/messages/batches/{id}/cancel"
-                                       : "/v1/messages/batches/{id}/results")
-                                 : (sub[0] == '\0' ? (id[0] ? "/v1/files/{id}" : "/v1/files")
-                                                   : "/v1/files/{id}/content");
+    endpoint =
+        kind == RES_BATCH
+            ? (sub[0] == '\0' ? (id[0] ? "/v1/messages/batches/{id}" : "/v1/messages/batches")
+               : strcmp(sub, "cancel") == 0 ? "/v1/messages/batches/{id}/cancel"
+                                            : "/v1/messages/batches/{id}/results")
+            : (sub[0] == '\0' ? (id[0] ? "/v1/files/{id}" : "/v1/files")
+                              : "/v1/files/{id}/content");
     gh_worker_refresh();
     ex = gh_exchange_new(req, endpoint);
     rc = calloc(1, sizeof(*rc));

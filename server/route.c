@@ -194,8 +194,8 @@ static int parse_params(gh_resolved_t *r, const char *q)
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
         eq = memchr(q, '=', len);
         if (len > 0) {
-            if (eq == NULL || add_param(r, q, (size_t)(eq - q), eq + 1, len - (size_t)(eq - q) - 1) !=
-                                  GH_OK)
+            if (eq == NULL ||
+                add_param(r, q, (size_t)(eq - q), eq + 1, len - (size_t)(eq - q) - 1) != GH_OK)
                 return GH_ERR;
         }
         q += len + (amp ? 1 : 0);
@@ -257,8 +257,8 @@ int gh_route_resolve(const gh_provset_t *ps, const gh_vkey_t *key, const char *m
         out->enforce_context = route->enforce_context;
         out->max_input_tokens = route->max_input_tokens;
         for (i = 0; i < route->ntargets; i++) {
-            const gh_provider_t *p = find_provider(ps, route->targets[i].provider,
-                                                   strlen(route->targets[i].provider));
+            const gh_provider_t *p =
+                find_provider(ps, route->targets[i].provider, strlen(route->targets[i].provider));
             if (p == NULL)
                 continue;
             out->targets[out->ntargets].prov = p;
@@ -400,8 +400,8 @@ int gh_route_rewrite_body(const char *body, size_t len, const char *model, const
             /* remove the member and one adjacent comma so the object stays valid */
             size_t start = spans[bi].member_off, end = start + spans[bi].member_len, j;
             j = end;
-            while (j < close && (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' ||
-                                 body[j] == '\r'))
+            while (j < close &&
+                   (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r'))
                 j++;
             if (j < close && body[j] == ',') {
                 end = j + 1;

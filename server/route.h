@@ -20,14 +20,14 @@ typedef struct {
 
 /* What a request's model name resolved to. */
 typedef struct {
-    char name[GH_MODEL_MAX];   /* after force_model/aliases, parameters and pin removed */
-    char pinned[64];           /* the pinned provider, or "" */
+    char name[GH_MODEL_MAX]; /* after force_model/aliases, parameters and pin removed */
+    char pinned[64];         /* the pinned provider, or "" */
     gh_target_t targets[GH_ROUTE_MAX_TARGETS];
     size_t ntargets;
-    char params[1024];         /* JSON members to merge into the body ("\"k\":v,..."), or "" */
+    char params[1024]; /* JSON members to merge into the body ("\"k\":v,..."), or "" */
     int is_route;
     int enforce_context;
-    int64_t max_input_tokens;  /* the route's own context window, 0 = from the price row */
+    int64_t max_input_tokens; /* the route's own context window, 0 = from the price row */
 } gh_resolved_t;
 
 /* Loads (or reloads) every route with its targets into this process's cache. */

@@ -10,7 +10,7 @@
 #include "usage.h"
 
 #define GH_SHM_MAGIC 0x67687331u /* "ghs1" */
-#define GH_USAGE_SLOTS 4096 /* 20 ms of recorder latency at 200k requests/s */
+#define GH_USAGE_SLOTS 4096      /* 20 ms of recorder latency at 200k requests/s */
 
 enum {
     GH_SLOT_FREE = 0,    /* available to any worker */
@@ -21,7 +21,7 @@ enum {
 /* One usage record in flight from a worker to the recorder. */
 typedef struct {
     _Atomic uint32_t state;
-    _Atomic int32_t pid;       /* the claiming worker, so a dead writer's slot can be freed */
+    _Atomic int32_t pid; /* the claiming worker, so a dead writer's slot can be freed */
     _Atomic uint64_t claimed_us;
     gh_usage_rec_t rec;
 } gh_usage_slot_t;
@@ -31,8 +31,8 @@ typedef struct {
     uint32_t magic;
     uint32_t nslots;
     uint32_t usage_off; /* GATEHOUSE_USAGE_LOG=off: records are not kept (benchmarks only) */
-    _Atomic uint64_t config_epoch;  /* bumped by every admin write: workers reload their caches */
-    _Atomic uint64_t request_seq;   /* source of unique request ids across workers */
+    _Atomic uint64_t config_epoch; /* bumped by every admin write: workers reload their caches */
+    _Atomic uint64_t request_seq;  /* source of unique request ids across workers */
     _Atomic uint64_t usage_published;
     _Atomic uint64_t usage_written;
     _Atomic uint64_t usage_dropped; /* records lost because every slot was busy */

@@ -17,13 +17,13 @@ typedef int (*gh_sse_event_cb)(void *arg, const char *event, size_t event_len, c
 typedef struct {
     gh_sse_event_cb cb;
     void *arg;
-    char *line;       /* partial line carried over between chunks */
+    char *line; /* partial line carried over between chunks */
     size_t line_len;
     size_t line_cap;
-    char *event;      /* current event name */
+    char *event; /* current event name */
     size_t event_len;
     size_t event_cap;
-    char *data;       /* current data, lines joined */
+    char *data; /* current data, lines joined */
     size_t data_len;
     size_t data_cap;
     int have_data;    /* a data field was seen in the current event */

@@ -731,8 +731,10 @@ int gh_store_providers_load(sqlite3 *db, const gh_keys_t *keys, gh_provider_t **
         }
         p->timeout_ms = sqlite3_column_int(st, 3);
         p->rpm_limit = sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 4);
-        p->itpm_limit = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
-        p->otpm_limit = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 6);
+        p->itpm_limit =
+            sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+        p->otpm_limit =
+            sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 6);
         p->max_retries = sqlite3_column_int(st, 7);
         p->backoff_initial_ms = sqlite3_column_int(st, 8);
         p->backoff_max_ms = sqlite3_column_int(st, 9);

@@ -21,7 +21,7 @@ extern const int gh_migrations_count;
 
 typedef struct {
     int64_t id;
-    char *secret;   /* decrypted provider key; only the upstream request ever sees it */
+    char *secret; /* decrypted provider key; only the upstream request ever sees it */
     char last4[5];
     int weight;
 } gh_provider_key_t;
@@ -29,15 +29,15 @@ typedef struct {
 typedef struct {
     int64_t id;
     char *name;
-    char *base_url;   /* without a trailing slash */
+    char *base_url; /* without a trailing slash */
     int timeout_ms;
     int64_t rpm_limit; /* -1 = unlimited, for the three limits */
     int64_t itpm_limit;
     int64_t otpm_limit;
-    int max_retries;   /* back-off retries on 5xx/529/timeouts before the next target */
+    int max_retries; /* back-off retries on 5xx/529/timeouts before the next target */
     int backoff_initial_ms;
     int backoff_max_ms;
-    char **beta_add;   /* anthropic-beta values always sent to this provider */
+    char **beta_add; /* anthropic-beta values always sent to this provider */
     size_t nbeta_add;
     char **beta_strip; /* anthropic-beta values never sent to it */
     size_t nbeta_strip;

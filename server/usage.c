@@ -7,7 +7,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-
 #include "gh.h"
 #include "log.h"
 #include "jscan.h"
@@ -36,8 +35,7 @@ static int span_count(const char *buf, const gh_jspan_t *sp, int64_t *out)
 static int take_usage(const char *buf, const gh_jspan_t *usage, gh_tokens_t *t)
 {
     static const char *const fields[] = {"input_tokens", "output_tokens",
-                                         "cache_creation_input_tokens",
-                                         "cache_read_input_tokens"};
+                                         "cache_creation_input_tokens", "cache_read_input_tokens"};
     int64_t *dst[] = {&t->input, &t->output, &t->cache_creation, &t->cache_read};
     gh_jspan_t sp[4];
     size_t i;
@@ -61,8 +59,7 @@ int gh_usage_from_message(const char *json, size_t len, gh_tokens_t *t)
     static const char *const keys[] = {"usage"};
     gh_jspan_t span;
 
-    if (json == NULL || t == NULL ||
-        gh_jscan_object(json, len, keys, 1, &span, NULL) != GH_OK)
+    if (json == NULL || t == NULL || gh_jscan_object(json, len, keys, 1, &span, NULL) != GH_OK)
         return GH_ERR;
     return take_usage(json, &span, t);
 }

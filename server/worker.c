@@ -208,8 +208,8 @@ static void client_handler(gh_http_req_t *req, void *arg)
         gh_models_handle(req);
         return;
     }
-    gh_reply_error(req, GH_SHAPE_ANTHROPIC, 404, "not_found_error", NULL, "no route for %s %s",
-                   m, req->head.path);
+    gh_reply_error(req, GH_SHAPE_ANTHROPIC, 404, "not_found_error", NULL, "no route for %s %s", m,
+                   req->head.path);
 }
 
 /* Admin API (DESIGN.md section 6): admin/admin.c answers everything on that port. */
@@ -342,8 +342,8 @@ int gh_worker_run(const gh_worker_args_t *args)
     gh_http_server_set_streaming(wk.client, gh_resources_wants_stream, wk.cfg->max_upload);
     w.client_l = evconnlistener_new(wk.base, on_accept, wk.client, LEV_OPT_CLOSE_ON_FREE, -1,
                                     args->client_fd);
-    w.admin_l = evconnlistener_new(wk.base, on_accept, wk.admin, LEV_OPT_CLOSE_ON_FREE, -1,
-                                   args->admin_fd);
+    w.admin_l =
+        evconnlistener_new(wk.base, on_accept, wk.admin, LEV_OPT_CLOSE_ON_FREE, -1, args->admin_fd);
     if (w.client_l == NULL || w.admin_l == NULL) {
         gh_log_error("evconnlistener_new failed");
         goto done;

@@ -219,9 +219,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_extract),    cmocka_unit_test(test_glob),
+        cmocka_unit_test(test_extract),       cmocka_unit_test(test_glob),
         cmocka_unit_test(test_model_allowed), cmocka_unit_test(test_parse_time),
-        cmocka_unit_test(test_lookup),     cmocka_unit_test(test_prices),
+        cmocka_unit_test(test_lookup),        cmocka_unit_test(test_prices),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

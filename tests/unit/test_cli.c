@@ -44,9 +44,16 @@ static void test_all_flags(void **state)
 {
     gh_config_t cfg;
     char err[256];
-    const char *args[] = {"--listen",  "0.0.0.0:9000",  "--admin-listen=[::1]:9001",
-                          "--data-dir", "/tmp/x",       "--workers=3",
-                          "--drain-timeout", "5",       "--max-body", "2M",
+    const char *args[] = {"--listen",
+                          "0.0.0.0:9000",
+                          "--admin-listen=[::1]:9001",
+                          "--data-dir",
+                          "/tmp/x",
+                          "--workers=3",
+                          "--drain-timeout",
+                          "5",
+                          "--max-body",
+                          "2M",
                           NULL};
     (void)state;
 
@@ -127,8 +134,8 @@ static void test_hostport(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_all_flags),
-        cmocka_unit_test(test_bad_flags),   cmocka_unit_test(test_version_help),
+        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_all_flags),
+        cmocka_unit_test(test_bad_flags), cmocka_unit_test(test_version_help),
         cmocka_unit_test(test_hostport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

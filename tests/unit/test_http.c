@@ -101,13 +101,11 @@ static void test_bad_heads(void **state)
     free(buf);
     assert_int_equal(parse("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", &h, &buf), 400);
     free(buf);
-    assert_int_equal(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-                           &h, &buf),
-                     400);
+    assert_int_equal(
+        parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &h, &buf), 400);
     free(buf);
-    assert_int_equal(parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-                           &h, &buf),
-                     0);
+    assert_int_equal(
+        parse("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", &h, &buf), 0);
     free(buf);
     assert_int_equal(parse("POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", &h, &buf), 400);
     free(buf);
@@ -190,8 +188,7 @@ static void test_chunked_bad(void **state)
         size_t used;
         memset(&d, 0, sizeof(d));
         memset(&s, 0, sizeof(s));
-        assert_int_equal(gh_chunked_decode(&d, bad[i], strlen(bad[i]), &used, sink_append, &s),
-                         -1);
+        assert_int_equal(gh_chunked_decode(&d, bad[i], strlen(bad[i]), &used, sink_append, &s), -1);
     }
 }
 

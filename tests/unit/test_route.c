@@ -96,8 +96,8 @@ static void test_pins_and_params(void **state)
                      GH_OK);
     assert_string_equal(r.pinned, "anthropic");
     assert_string_equal(r.targets[0].model, "claude-3-5-sonnet");
-    assert_string_equal(r.params,
-                        "\"temperature\":0.7,\"top_k\":40,\"stop_reason_hint\":\"x%y\",\"flag\":true");
+    assert_string_equal(
+        r.params, "\"temperature\":0.7,\"top_k\":40,\"stop_reason_hint\":\"x%y\",\"flag\":true");
     /* parameters without a pin */
     assert_int_equal(gh_route_resolve(&ps, NULL, "smart?temperature=0", &r, err, sizeof(err)),
                      GH_OK);
@@ -174,8 +174,9 @@ static void assert_model(const char *out, size_t len, const char *want_model)
 
 static void test_rewrite_body(void **state)
 {
-    const char *body = "{ \"model\" : \"smart\", \"temperature\":1,\n \"messages\":[{\"model\":\"x\"}],"
-                       " \"max_tokens\" : 5 }";
+    const char *body =
+        "{ \"model\" : \"smart\", \"temperature\":1,\n \"messages\":[{\"model\":\"x\"}],"
+        " \"max_tokens\" : 5 }";
     char *out = NULL;
     size_t len = 0;
     (void)state;
