@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -508,6 +509,49 @@ static void write_status(gh_conn_t *c, gh_http_req_t *req, int status, const cha
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
 }
 
+/* Sends the pieces of a response. When nothing is queued ahead of them they go straight to the
+ * socket with one writev: the common case (a whole answer or an SSE event the client keeps up
+ * with) then costs no EV_WRITE registration and no extra loop round trip. Whatever the kernel
+ * does not take, or everything when output is already queued, goes to the bufferevent, which
+ * keeps the order and the backpressure. */
+static void conn_send(gh_conn_t *c, struct iovec *iov, int n)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    ssize_t w = 0;
+    int i;
+
+    if (evbuffer_get_length(out) == 0) {
+        w = writev(bufferevent_getfd(c->bev), iov, n);
+        if (w < 0)
+            w = 0; /* EAGAIN, or an error the bufferevent reports when it writes the rest */
+    }
+    for (i = 0; i < n; i++) {
+        size_t len = iov[i].iov_len;
+        if ((size_t)w >= len) {
+            w -= (ssize_t)len;
+            continue;
+        }
+        evbuffer_add(out, (const char *)iov[i].iov_base + w, len - (size_t)w);
+        w = 0;
+    }
+}
+
+/* Formats the status line into buf (the version is always 1.1, RFC 9110 6.2). */
+static size_t status_line(int status, char *buf, size_t bufsz)
+{
+    int n = snprintf(buf, bufsz, "HTTP/1.1 %d %s\r\n", status, gh_http_reason(status));
+    return n > 0 && (size_t)n < bufsz ? (size_t)n : 0;
+}
+
+/* The Connection header a response needs, given the connection's state. */
+static const char *connection_header(const gh_conn_t *c, const gh_http_req_t *req)
+{
+    int minor = req != NULL && req->head.method != NULL ? req->head.version_minor : 1;
+    if (!c->keep_alive)
+        return "Connection: close\r\n";
+    return minor == 0 ? "Connection: keep-alive\r\n" : "";
+}
+
 /* Sends a small error answer made by the HTTP layer itself (before any handler ran) in
  * Anthropic's error shape, then closes. */
 static void conn_fail(gh_conn_t *c, int status, const char *type, const char *msg)
@@ -542,6 +586,9 @@ static void conn_finish(gh_conn_t *c)
         c->keep_alive = 0;
         c->state = CONN_CLOSING;
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        /* all of it went straight to the socket: no write callback will come to close */
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_linger(c);
         return;
     }
     c->state = CONN_READ_HEAD;
@@ -985,15 +1032,24 @@ void gh_http_respond(gh_http_req_t *req, int status, const char *headers, size_t
                      const char *body, size_t body_len)
 {
     gh_conn_t *c = req->conn;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    char line[96], tail[96];
+    struct iovec iov[4];
+    int n;
 
     if (c->srv->draining)
         c->keep_alive = 0;
     req->responded = 1;
-    write_status(c, req, status, headers, headers_len);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n\r\n", body_len);
-    if (body_len > 0 && !req->is_head_method)
-        evbuffer_add(out, body, body_len);
+    n = snprintf(tail, sizeof(tail), "%sContent-Length: %zu\r\n\r\n", connection_header(c, req),
+                 body_len);
+    iov[0].iov_base = line;
+    iov[0].iov_len = status_line(status, line, sizeof(line));
+    iov[1].iov_base = (void *)headers;
+    iov[1].iov_len = headers != NULL ? headers_len : 0;
+    iov[2].iov_base = tail;
+    iov[2].iov_len = n > 0 && (size_t)n < sizeof(tail) ? (size_t)n : 0;
+    iov[3].iov_base = (void *)body;
+    iov[3].iov_len = body_len > 0 && !req->is_head_method ? body_len : 0;
+    conn_send(c, iov, 4);
     conn_finish(c);
 }
 
@@ -1001,28 +1057,35 @@ void gh_http_respond(gh_http_req_t *req, int status, const char *headers, size_t
 void gh_http_stream_begin(gh_http_req_t *req, int status, const char *headers, size_t headers_len)
 {
     gh_conn_t *c = req->conn;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    char line[96], tail[96];
+    struct iovec iov[3];
+    int n;
 
     if (c->srv->draining || req->head.version_minor == 0)
         c->keep_alive = 0;
     req->responded = 1;
     req->streaming = 1;
-    write_status(c, req, status, headers, headers_len);
-    if (req->head.version_minor >= 1)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    evbuffer_add(out, "\r\n", 2);
+    n = snprintf(tail, sizeof(tail), "%s%s\r\n", connection_header(c, req),
+                 req->head.version_minor >= 1 ? "Transfer-Encoding: chunked\r\n" : "");
+    iov[0].iov_base = line;
+    iov[0].iov_len = status_line(status, line, sizeof(line));
+    iov[1].iov_base = (void *)headers;
+    iov[1].iov_len = headers != NULL ? headers_len : 0;
+    iov[2].iov_base = tail;
+    iov[2].iov_len = n > 0 && (size_t)n < sizeof(tail) ? (size_t)n : 0;
+    conn_send(c, iov, 3);
 }
 
-/* Queues one piece of a streamed body as one chunk. */
+/* Sends one piece of a streamed body as one chunk. */
 void gh_http_stream_write(gh_http_req_t *req, const void *data, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+    struct iovec iov[3];
+    char hex[20];
 
     if (len == 0 || req->is_head_method)
         return;
     if (req->head.version_minor >= 1) {
         /* chunk size in hex, built by hand: this runs once per relayed SSE event */
-        char hex[20];
         size_t i = sizeof(hex), n = len;
         hex[--i] = '\n';
         hex[--i] = '\r';
@@ -1030,11 +1093,17 @@ void gh_http_stream_write(gh_http_req_t *req, const void *data, size_t len)
             hex[--i] = "0123456789abcdef"[n & 15];
             n >>= 4;
         } while (n != 0);
-        evbuffer_add(out, hex + i, sizeof(hex) - i);
-        evbuffer_add(out, data, len);
-        evbuffer_add(out, "\r\n", 2);
+        iov[0].iov_base = hex + i;
+        iov[0].iov_len = sizeof(hex) - i;
+        iov[1].iov_base = (void *)data;
+        iov[1].iov_len = len;
+        iov[2].iov_base = (void *)"\r\n";
+        iov[2].iov_len = 2;
+        conn_send(req->conn, iov, 3);
     } else {
-        evbuffer_add(out, data, len);
+        iov[0].iov_base = (void *)data;
+        iov[0].iov_len = len;
+        conn_send(req->conn, iov, 1);
     }
 }
 
@@ -1043,8 +1112,10 @@ void gh_http_stream_end(gh_http_req_t *req)
 {
     gh_conn_t *c = req->conn;
 
-    if (req->head.version_minor >= 1 && !req->is_head_method)
-        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+    if (req->head.version_minor >= 1 && !req->is_head_method) {
+        struct iovec iov = {(void *)"0\r\n\r\n", 5};
+        conn_send(c, &iov, 1);
+    }
     conn_finish(c);
 }
 
