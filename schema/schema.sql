@@ -1,4 +1,4 @@
--- schema.sql: the whole current gatehouse schema (PRAGMA user_version = 5), for reading only.
+-- schema.sql: the whole current gatehouse schema (PRAGMA user_version = 6), for reading only.
 -- Nothing executes this file: the server applies migrations/NNNN_name.sql in order at start-up,
 -- and those files are the truth (with comments on every table and column). Regenerate this
 -- file with scripts/schema-dump after adding a migration. Query the database with plain SQL;
@@ -11,7 +11,7 @@ CREATE TABLE batches (
     requests             INTEGER NOT NULL DEFAULT 0,
     created_at           TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     results_accounted_at TEXT
-);
+, input_file_id TEXT);
 
 CREATE TABLE files (
     id         TEXT PRIMARY KEY,

@@ -232,9 +232,13 @@ static struct json_object *list_object(struct json_object *root, int is_batch, c
         for (i = 0; i < n; i++) {
             struct json_object *item = json_object_array_get_idx(data, i);
             const char *id = str_member(item, "id");
-            if (id == NULL || set == NULL || !json_object_object_get_ex(set, id, NULL))
+            struct json_object *fid = NULL;
+            if (id == NULL || set == NULL || !json_object_object_get_ex(set, id, &fid))
                 continue;
-            json_object_array_add(kept, is_batch ? batch_object(item, NULL) : file_object(item));
+            json_object_array_add(
+                kept, is_batch
+                          ? batch_object(item, fid != NULL ? json_object_get_string(fid) : NULL)
+                          : file_object(item));
         }
     }
     json_object_put(set);
@@ -302,13 +306,17 @@ static void on_buffered(gh_exchange_t *ex, int *status, struct evbuffer *headers
         break;
     case OP_BATCH_CREATE:
         if (id != NULL)
-            gh_resources_remember(1, id, o->key_id, o->prov->name, o->nrequests, NULL);
+            gh_resources_remember(1, id, o->key_id, o->prov->name, o->nrequests,
+                                  o->input_file_id[0] ? o->input_file_id : NULL);
         out = batch_object(root, o->input_file_id[0] ? o->input_file_id : NULL);
         break;
     case OP_BATCH_GET:
-    case OP_BATCH_CANCEL:
-        out = batch_object(root, NULL);
+    case OP_BATCH_CANCEL: {
+        char fid[128];
+        out = batch_object(root,
+                           gh_resources_input_file(o->id, fid, sizeof(fid)) == GH_OK ? fid : NULL);
         break;
+    }
     case OP_FILE_GET:
     default:
         out = file_object(root);

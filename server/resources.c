@@ -107,16 +107,20 @@ static int owned(res_kind_t kind, const char *id, const char *key_id, char *prov
  * set). */
 static struct json_object *owned_set(res_kind_t kind, const char *key_id)
 {
-    const char *sql = kind == RES_BATCH ? "SELECT id FROM batches WHERE key_id = ?1"
-                                        : "SELECT id FROM files WHERE key_id = ?1";
+    const char *sql = kind == RES_BATCH ? "SELECT id, input_file_id FROM batches WHERE key_id = ?1"
+                                        : "SELECT id, NULL FROM files WHERE key_id = ?1";
     struct json_object *set = json_object_new_object();
     sqlite3_stmt *st = NULL;
 
     if (set == NULL || sqlite3_prepare_v2(gh_worker->db, sql, -1, &st, NULL) != SQLITE_OK)
         return set;
     sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW)
-        json_object_object_add(set, (const char *)sqlite3_column_text(st, 0), NULL);
+    /* the value is a batch's OpenAI input file id (or null) */
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *fid = (const char *)sqlite3_column_text(st, 1);
+        json_object_object_add(set, (const char *)sqlite3_column_text(st, 0),
+                               fid != NULL ? json_object_new_string(fid) : NULL);
+    }
     sqlite3_finalize(st);
     return set;
 }
@@ -173,6 +177,8 @@ void gh_resources_remember(int is_batch, const char *id, const char *key_id, con
         db_exec("INSERT OR REPLACE INTO batches (id, key_id, provider, requests) "
                 "VALUES (?1, ?2, ?3, ?4)",
                 id, key_id, provider, nrequests);
+        if (filename != NULL)
+            db_exec("UPDATE batches SET input_file_id = ?2 WHERE id = ?1", id, filename, NULL, -1);
         return;
     }
     db_exec("INSERT OR REPLACE INTO files (id, key_id, provider, filename) "
@@ -180,6 +186,26 @@ void gh_resources_remember(int is_batch, const char *id, const char *key_id, con
             id, key_id, provider, -1);
     if (filename != NULL)
         db_exec("UPDATE files SET filename = ?2 WHERE id = ?1", id, filename, NULL, -1);
+}
+
+/* See resources.h. */
+int gh_resources_input_file(const char *batch_id, char *out, size_t outsz)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = GH_ERR;
+
+    if (sqlite3_prepare_v2(gh_worker->db, "SELECT input_file_id FROM batches WHERE id = ?1", -1,
+                           &st, NULL) != SQLITE_OK) {
+        gh_log_error("sqlite3_prepare_v2(input file) failed: %s", sqlite3_errmsg(gh_worker->db));
+        return GH_ERR;
+    }
+    sqlite3_bind_text(st, 1, batch_id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT) {
+        snprintf(out, outsz, "%s", (const char *)sqlite3_column_text(st, 0));
+        rc = GH_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 /* See resources.h. */

@@ -25,14 +25,18 @@ int gh_resources_wants_stream(const gh_http_head_t *head, void *arg);
 int gh_resources_owner(int is_batch, const char *id, const char *key_id, char *provider,
                        size_t provsz);
 
-/* The ids of every batch (is_batch) or file key_id owns, as a JSON object used as a set; the
- * caller puts it. */
+/* The ids of every batch (is_batch) or file key_id owns, as a JSON object used as a set (for a
+ * batch the value is its OpenAI input file id, or null); the caller puts it. */
 struct json_object *gh_resources_owned_ids(int is_batch, const char *key_id);
 
-/* Records that key_id owns a new batch (with its number of requests) or file (with its
- * filename, may be NULL) held by provider. */
+/* Records that key_id owns a new batch (with its number of requests and, in filename, the
+ * OpenAI input file it came from, may be NULL) or file (with its filename, may be NULL) held by
+ * provider. */
 void gh_resources_remember(int is_batch, const char *id, const char *key_id, const char *provider,
                            int64_t nrequests, const char *filename);
+
+/* The OpenAI input file batch_id was created from, into out; GH_ERR when none is recorded. */
+int gh_resources_input_file(const char *batch_id, char *out, size_t outsz);
 
 /* Forgets a deleted batch or file. */
 void gh_resources_forget(int is_batch, const char *id);

@@ -171,7 +171,10 @@ def test_batch_from_input_file():
     sent = json.loads(post[0]["body"])["requests"]
     assert [x["custom_id"] for x in sent] == ["req-0", "req-1", "req-2"]
     assert all(x["params"]["max_tokens"] == 20 and x["params"]["system"] == "be brief" for x in sent)
-    assert gw.req("GET", "/v1/batches/" + b["id"]).json()["id"] == b["id"]
+    got = gw.req("GET", "/v1/batches/" + b["id"]).json()
+    assert got["id"] == b["id"] and got["input_file_id"] == f["id"], got
+    listed = [x for x in gw.req("GET", "/v1/batches?limit=100").json()["data"] if x["id"] == b["id"]]
+    assert listed and listed[0]["input_file_id"] == f["id"], listed
     # another key cannot use the file
     e = assert_oai_error(gw.post("/v1/batches", {"input_file_id": f["id"],
                                                  "endpoint": "/v1/chat/completions",
