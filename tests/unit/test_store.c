@@ -296,7 +296,7 @@ static void test_provider_validation(void **state)
 static void test_sealed_blob_hides_plaintext(void **state)
 {
     fixture_t *f = *state;
-    const char *secrets[] = {"sk-ant-api03-very-secret-value-1234"};
+    const char *secrets[] = {"test-provider-secret-value-1234"};
     sqlite3_stmt *st = NULL;
     const void *blob;
     int len;
