@@ -110,13 +110,7 @@ static int chat_part(gh_oai_err_t *e, gh_oai_conv_t *c, const char *role, json_o
                            "(text, image_url and file are).",
                            q, type);
     }
-    if (b == NULL)
-        return GH_ERR;
-    if (cache != NULL && gh_oai_add_ref(b, "cache_control", cache) != GH_OK) {
-        json_object_put(b);
-        return gh_oai_oom(e);
-    }
-    return gh_oai_conv_add(c, role, b) == GH_OK ? GH_OK : gh_oai_oom(e);
+    return gh_oai_conv_add_part(e, c, role, b, cache);
 }
 
 /* Converts a user or assistant message's content (a string or an array of parts). */

@@ -228,6 +228,20 @@ void gh_oai_conv_free(gh_oai_conv_t *c)
     memset(c, 0, sizeof *c);
 }
 
+/* Appends a converted content part (ownership of b taken; NULL means its conversion already
+ * failed and reported why) with the part's cache_control, if any, to the conversation. */
+int gh_oai_conv_add_part(gh_oai_err_t *e, gh_oai_conv_t *c, const char *role, json_object *b,
+                         json_object *cache)
+{
+    if (b == NULL)
+        return GH_ERR;
+    if (cache != NULL && gh_oai_add_ref(b, "cache_control", cache) != GH_OK) {
+        json_object_put(b);
+        return gh_oai_oom(e);
+    }
+    return gh_oai_conv_add(c, role, b) == GH_OK ? GH_OK : gh_oai_oom(e);
+}
+
 /* Appends block (ownership taken) to the conversation as said by role. Anthropic wants user and
  * assistant turns to alternate, so a block joins the last message when it has the same role
  * (this is also how consecutive tool results end up in one user message). */

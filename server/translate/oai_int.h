@@ -66,6 +66,9 @@ const char *gh_oai_path(char *buf, const char *fmt, ...) __attribute__((format(p
 int gh_oai_conv_init(gh_oai_conv_t *c);
 void gh_oai_conv_free(gh_oai_conv_t *c);
 int gh_oai_conv_add(gh_oai_conv_t *c, const char *role, json_object *block);
+/* A converted content part b (NULL: its conversion failed) plus its cache_control → the turn. */
+int gh_oai_conv_add_part(gh_oai_err_t *e, gh_oai_conv_t *c, const char *role, json_object *b,
+                         json_object *cache);
 int gh_oai_conv_system(gh_oai_conv_t *c, const char *text, size_t len, json_object *cache_control);
 int gh_oai_conv_cache_last(gh_oai_conv_t *c, size_t mark, json_object *cache_control);
 int gh_oai_conv_finish(gh_oai_conv_t *c, json_object *req, int json_object_mode, gh_oai_err_t *e);

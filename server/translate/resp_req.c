@@ -92,13 +92,7 @@ static int resp_part(gh_oai_err_t *e, gh_oai_conv_t *c, const char *role, json_o
                            "(input_text, input_image and input_file are).",
                            q, type);
     }
-    if (b == NULL)
-        return GH_ERR;
-    if (cache != NULL && gh_oai_add_ref(b, "cache_control", cache) != GH_OK) {
-        json_object_put(b);
-        return gh_oai_oom(e);
-    }
-    return gh_oai_conv_add(c, role, b) == GH_OK ? GH_OK : gh_oai_oom(e);
+    return gh_oai_conv_add_part(e, c, role, b, cache);
 }
 
 /* Converts a message item (or an EasyInputMessage without type): system and developer text goes
