@@ -492,23 +492,6 @@ static void conn_linger(gh_conn_t *c)
     bufferevent_enable(c->bev, EV_READ);
 }
 
-/* Writes the status line and the headers common to every response. */
-static void write_status(gh_conn_t *c, gh_http_req_t *req, int status, const char *headers,
-                         size_t headers_len)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    int minor = req != NULL && req->head.method != NULL ? req->head.version_minor : 1;
-
-    /* RFC 9110 6.2: a server sends its own version, 1.1, whatever the client spoke */
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, gh_http_reason(status));
-    if (headers != NULL && headers_len > 0)
-        evbuffer_add(out, headers, headers_len);
-    if (!c->keep_alive)
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    else if (minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-}
-
 /* Sends the pieces of a response. When nothing is queued ahead of them they go straight to the
  * socket with one writev: the common case (a whole answer or an SSE event the client keeps up
  * with) then costs no EV_WRITE registration and no extra loop round trip. Whatever the kernel
@@ -557,14 +540,15 @@ static const char *connection_header(const gh_conn_t *c, const gh_http_req_t *re
 static void conn_fail(gh_conn_t *c, int status, const char *type, const char *msg)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    char body[512];
+    char body[512], line[96];
     int n;
 
     n = snprintf(body, sizeof(body),
                  "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}", type, msg);
     c->keep_alive = 0;
-    write_status(c, c->req, status, "Content-Type: application/json\r\n", 32);
-    evbuffer_add_printf(out, "Content-Length: %d\r\n\r\n", n);
+    evbuffer_add(out, line, status_line(status, line, sizeof(line)));
+    evbuffer_add_printf(out, "Content-Type: application/json\r\n%sContent-Length: %d\r\n\r\n",
+                        connection_header(c, c->req), n);
     evbuffer_add(out, body, (size_t)n);
     req_free(c->req);
     c->req = NULL;
