@@ -490,12 +490,10 @@ gh_auth_result_t gh_auth_request(const gh_http_head_t *h, const gh_keys_t *keys,
     };
     const char *secret = NULL;
     size_t slen = 0;
-    struct timespec ts;
     gh_auth_result_t r;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
     gh_auth_extract(h, &secret, &slen);
-    r = gh_auth_lookup(keys, secret, slen, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, vk);
+    r = gh_auth_lookup(keys, secret, slen, gh_wall_ms(), vk);
     *msg = msgs[r];
     return r;
 }

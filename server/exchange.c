@@ -44,18 +44,10 @@ static struct {
     int n;
 } exchange_pool;
 
-/* Wall-clock milliseconds (cooldowns are shared by processes, so not monotonic per process). */
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* 1 while a provider key cools down after a 429 (in any worker). */
 static int key_cooling(int64_t key_id)
 {
-    return gh_limits_cooldown_until(key_id, wall_ms()) > 0;
+    return gh_limits_cooldown_until(key_id, gh_wall_ms()) > 0;
 }
 
 /* Frees the exchange and everything it holds; the request itself belongs to the connection. */
@@ -122,7 +114,7 @@ static void settle_provider(gh_exchange_t *ex, int64_t act_in, int64_t act_out)
     if (ex->prov_admitted == NULL)
         return;
     gh_limits_settle(GH_LIMITS_KIND_PROVIDER, ex->prov_admitted->name, ex->prov_res.admitted_ms,
-                     ex->est_in, ex->est_out, act_in, act_out, wall_ms());
+                     ex->est_in, ex->est_out, act_in, act_out, gh_wall_ms());
     ex->prov_admitted = NULL;
 }
 
@@ -131,7 +123,7 @@ static void settle_provider(gh_exchange_t *ex, int64_t act_in, int64_t act_out)
 static void settle_limits(gh_exchange_t *ex)
 {
     int64_t act_in = ex->rec.tokens.input + ex->rec.tokens.cache_creation;
-    int64_t act_out = ex->rec.tokens.output, now = wall_ms();
+    int64_t act_out = ex->rec.tokens.output, now = gh_wall_ms();
 
     if (ex->key_admitted) {
         gh_limits_settle(GH_LIMITS_KIND_KEY, ex->rec.key_id, ex->key_res.admitted_ms, ex->est_in,
@@ -574,7 +566,7 @@ static void fall_back(gh_exchange_t *ex, outcome_t why)
     if (why == OUTCOME_RATE_LIMIT)
         gh_limits_cooldown(
             ex->key->id,
-            wall_ms() + (ex->retry_after_ms > 0 ? ex->retry_after_ms : GH_PROXY_COOLDOWN_MS));
+            gh_wall_ms() + (ex->retry_after_ms > 0 ? ex->retry_after_ms : GH_PROXY_COOLDOWN_MS));
     /* another key of the same target that has not been tried in this pass */
     for (k = 0; k < p->nkeys && k < GH_PROXY_MAX_KEYS; k++)
         if (!ex->tried[k] && !ex->excluded[k] && !key_cooling(p->keys[k].id)) {
@@ -914,7 +906,7 @@ static void start_attempt(gh_exchange_t *ex)
         if (ex->target + 1 >= ex->route.ntargets) {
             if (ex->rec.attempts == 0) {
                 char msg[160], hdr[64];
-                int64_t soonest = 0, now = wall_ms();
+                int64_t soonest = 0, now = gh_wall_ms();
                 size_t i;
                 for (i = 0; i < ex->prov->nkeys; i++) {
                     int64_t until = gh_limits_cooldown_until(ex->prov->keys[i].id, now);
@@ -949,7 +941,7 @@ static void start_attempt(gh_exchange_t *ex)
     if (ex->prov->rpm_limit >= 0 || ex->prov->itpm_limit >= 0 || ex->prov->otpm_limit >= 0) {
         gh_limit_cfg_t pc = {ex->prov->rpm_limit, ex->prov->itpm_limit, ex->prov->otpm_limit};
         if (gh_limits_admit(GH_LIMITS_KIND_PROVIDER, ex->prov->name, &pc, ex->est_in, ex->est_out,
-                            wall_ms(), &ex->prov_res) != GH_OK) {
+                            gh_wall_ms(), &ex->prov_res) != GH_OK) {
             provider_full(ex);
             return;
         }
@@ -1114,7 +1106,7 @@ done:
  * (and returns GH_ERR) when one is exhausted. max_tokens is the output estimate. */
 int gh_exchange_admit_key(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t max_tokens)
 {
-    int64_t now = wall_ms();
+    int64_t now = gh_wall_ms();
     double spent = 0;
 
     ex->budget = vk->budget_usd;

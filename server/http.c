@@ -77,6 +77,32 @@ uint64_t gh_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* See http.h. */
+int64_t gh_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* See http.h. */
+const char *gh_http_query_param(const char *query, const char *name, char *out, size_t outsz)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+
+    while (p != NULL && *p != '\0') {
+        const char *amp = strchr(p, '&');
+        size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            snprintf(out, outsz, "%.*s", (int)(len - nlen - 1), p + nlen + 1);
+            return out;
+        }
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
 /* Maps the statuses gatehouse sends or relays to their reason phrases. */
 const char *gh_http_reason(int status)
 {

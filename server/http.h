@@ -151,4 +151,11 @@ const char *gh_http_reason(int status);
 /* Microseconds on the monotonic clock. */
 uint64_t gh_now_us(void);
 
+/* Unix milliseconds on the wall clock (shared across processes: cool-downs, limits, budgets). */
+int64_t gh_wall_ms(void);
+
+/* Copies the value of query parameter name (not URL-decoded) into out; returns out, or NULL
+ * when query (may be NULL) has no such parameter. */
+const char *gh_http_query_param(const char *query, const char *name, char *out, size_t outsz);
+
 #endif

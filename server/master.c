@@ -429,12 +429,9 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
             if (!m.stopping)
                 reload();
         }
-        if (sig_tick && ++m.ticks % (10000 / GH_TICK_MS) == 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            /* forget idle limit entries so a long-lived gateway never fills the tables */
-            gh_limits_sweep((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-        }
+        /* forget idle limit entries so a long-lived gateway never fills the tables */
+        if (sig_tick && ++m.ticks % (10000 / GH_TICK_MS) == 0)
+            gh_limits_sweep(gh_wall_ms());
         sig_tick = 0;
         if (m.stopping) {
             if (live_children() == 0) {

@@ -242,24 +242,6 @@ static long long unix_of(const char *iso)
     return gh_auth_parse_time(iso, &ms) == GH_OK ? (long long)(ms / 1000) : 0;
 }
 
-/* Value of query parameter name (copied into out), or NULL. */
-static const char *query_param(const char *query, const char *name, char *out, size_t outsz)
-{
-    size_t nlen = strlen(name);
-    const char *p = query;
-
-    while (p != NULL && *p != '\0') {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            snprintf(out, outsz, "%.*s", (int)(len - nlen - 1), p + nlen + 1);
-            return out;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return NULL;
-}
-
 /* Writes one page of the allowed models. */
 static void answer(gh_http_req_t *req)
 {
@@ -287,7 +269,7 @@ static void answer(gh_http_req_t *req)
         goto done;
     }
     gh_usage_set(rec.key_id, sizeof(rec.key_id), vk->id, strlen(vk->id));
-    if (q != NULL && query_param(q, "limit", lim, sizeof(lim)) != NULL) {
+    if (q != NULL && gh_http_query_param(q, "limit", lim, sizeof(lim)) != NULL) {
         limit = strtol(lim, NULL, 10);
         if (limit < 1 || limit > 1000) {
             rec.status = 400;
@@ -307,14 +289,14 @@ static void answer(gh_http_req_t *req)
         if (gh_auth_model_allowed(vk, mc.models[i].id))
             allowed[na++] = i;
     end = na;
-    if (q != NULL && query_param(q, "after_id", after, sizeof(after)) != NULL) {
+    if (q != NULL && gh_http_query_param(q, "after_id", after, sizeof(after)) != NULL) {
         for (i = 0; i < na; i++)
             if (strcmp(mc.models[allowed[i]].id, after) == 0) {
                 start = i + 1;
                 break;
             }
     }
-    if (q != NULL && query_param(q, "before_id", before, sizeof(before)) != NULL) {
+    if (q != NULL && gh_http_query_param(q, "before_id", before, sizeof(before)) != NULL) {
         for (i = 0; i < na; i++)
             if (strcmp(mc.models[allowed[i]].id, before) == 0) {
                 end = i;

@@ -75,14 +75,6 @@ typedef struct {
     gh_buf_t out;
 } oair_t;
 
-/* Wall-clock milliseconds (provider key cooldowns are kept in them). */
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Parses one JSON document of n bytes (trailing whitespace allowed); NULL when it is not one. */
 static struct json_object *parse_json(const char *p, size_t n)
 {
@@ -438,24 +430,6 @@ static int route_of(int is_batch, const char *id, const char *sub, const char *m
     return 1;
 }
 
-/* Copies query parameter name into out; NULL when absent. */
-static const char *query_param(const char *query, const char *name, char *out, size_t outsz)
-{
-    size_t nlen = strlen(name);
-    const char *p = query;
-
-    while (p != NULL && *p != '\0') {
-        const char *amp = strchr(p, '&');
-        size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
-        if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            snprintf(out, outsz, "%.*s", (int)(len - nlen - 1), p + nlen + 1);
-            return out;
-        }
-        p = amp != NULL ? amp + 1 : NULL;
-    }
-    return NULL;
-}
-
 /* Appends OpenAI's cursor (after, limit) to o->upath as Anthropic's (after_id, limit). */
 static void list_query(oair_t *o, const char *query)
 {
@@ -466,14 +440,14 @@ static void list_query(oair_t *o, const char *query)
 
     if (query == NULL)
         return;
-    if (query_param(query, "after", after, sizeof(after)) != NULL && after[0] != '\0' &&
+    if (gh_http_query_param(query, "after", after, sizeof(after)) != NULL && after[0] != '\0' &&
         strspn(after, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
             strlen(after)) {
         snprintf(o->upath + used, sizeof(o->upath) - used, "%safter_id=%s", sep, after);
         used = strlen(o->upath);
         sep = "&";
     }
-    if (query_param(query, "limit", limit, sizeof(limit)) != NULL && limit[0] != '\0' &&
+    if (gh_http_query_param(query, "limit", limit, sizeof(limit)) != NULL && limit[0] != '\0' &&
         strspn(limit, "0123456789") == strlen(limit)) {
         l = strtol(limit, NULL, 10);
         snprintf(o->upath + used, sizeof(o->upath) - used, "%slimit=%ld", sep,
@@ -1121,7 +1095,7 @@ static void start_get(oair_t *o, unsigned beta_flags,
     const gh_provider_t *p = o->prov;
     const gh_provider_key_t *key = NULL;
     gh_http_req_t *req = o->ex->req;
-    int64_t now = wall_ms();
+    int64_t now = gh_wall_ms();
     size_t i, ulen;
     CURL *e;
 
