@@ -1066,16 +1066,6 @@ int64_t gh_exchange_estimate_tokens(size_t body_len)
     return (int64_t)(body_len / 6);
 }
 
-/* Formats unix ms as the usage_log timestamp format. */
-static void iso_ms(int64_t ms, char *out, size_t outsz)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 /* gh_limits_budget_check's seed: what the key has spent since the period began, from SQLite
  * (once per key and period across all workers). */
 static double budget_seed(void *arg, int64_t period_start_ms)
@@ -1086,7 +1076,7 @@ static double budget_seed(void *arg, int64_t period_start_ms)
     char since[64];
     double spent = 0;
 
-    iso_ms(period_start_ms, since, sizeof(since));
+    gh_usage_iso(period_start_ms, since, sizeof(since));
     if (sqlite3_prepare_v2(gh_worker->db, sql, -1, &st, NULL) != SQLITE_OK) {
         gh_log_error("sqlite3_prepare_v2(budget seed) failed: %s", sqlite3_errmsg(gh_worker->db));
         goto done;
@@ -1116,7 +1106,7 @@ int gh_exchange_admit_key(gh_exchange_t *ex, const gh_vkey_t *vk, int64_t max_to
         gh_limits_budget_check(ex->rec.key_id, ex->budget_period, ex->budget, now, budget_seed,
                                ex->rec.key_id, &spent) != GH_OK) {
         char reset[64], msg[240];
-        iso_ms(gh_limits_period_end_ms(ex->budget_period, now), reset, sizeof(reset));
+        gh_usage_iso(gh_limits_period_end_ms(ex->budget_period, now), reset, sizeof(reset));
         snprintf(msg, sizeof(msg), "$%.2f per %s (spent $%.4f); it resets at %s", ex->budget,
                  ex->budget_period, spent, reset);
         gh_limits_count_refusal(GH_LIMITS_REFUSED_BUDGET);

@@ -113,17 +113,25 @@ double gh_usage_cost(const gh_price_t *p, const gh_tokens_t *t)
 void gh_usage_now_iso(char *out, size_t outsz)
 {
     struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gh_usage_iso((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, out, outsz);
+}
+
+/* See usage.h. */
+void gh_usage_iso(int64_t ms, char *out, size_t outsz)
+{
+    time_t t = (time_t)(ms / 1000);
     struct tm tm;
 
     if (out == NULL || outsz == 0)
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
+    if (gmtime_r(&t, &tm) == NULL) {
         out[0] = '\0';
         return;
     }
     snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 /* Copies at most dstsz-1 bytes of src into dst and terminates it. A cut never splits a UTF-8

@@ -57,6 +57,9 @@ double gh_usage_cost(const gh_price_t *p, const gh_tokens_t *t);
 /* Formats the current UTC time as ISO 8601 with milliseconds ("2026-01-02T03:04:05.678Z"). */
 void gh_usage_now_iso(char *out, size_t outsz);
 
+/* Formats unix milliseconds the same way (usage_log's timestamp format). */
+void gh_usage_iso(int64_t ms, char *out, size_t outsz);
+
 /* Copies src into a fixed-size record field, truncating and NUL-terminating. */
 void gh_usage_set(char *dst, size_t dstsz, const char *src, size_t srclen);
 
