@@ -27,6 +27,11 @@ static struct {
     size_t nkeys;
     price_row_t *prices;
     size_t nprices;
+    /* the last model looked up and its row: requests come in runs of one model, and the scan
+     * below (with its globs) is not free; cleared whenever prices are reloaded */
+    char memo_model[160];
+    const price_row_t *memo_row;
+    int memo_valid;
 } cache;
 
 /* Skips "Bearer " / "Token " (any case) and surrounding blanks. */
@@ -382,6 +387,7 @@ static int load_prices(sqlite3 *db)
     free_prices(cache.prices, cache.nprices);
     cache.prices = rows;
     cache.nprices = n;
+    cache.memo_valid = 0;
     rows = NULL;
     n = 0;
     rc = GH_OK;
@@ -431,6 +437,19 @@ gh_auth_result_t gh_auth_lookup(const gh_keys_t *keys, const char *secret, size_
     return GH_AUTH_OK;
 }
 
+/* Remembers row as the answer for model (when the name fits the memo) and returns it. */
+static const price_row_t *memo(const char *model, const price_row_t *row)
+{
+    size_t n = strlen(model);
+
+    if (n < sizeof(cache.memo_model)) {
+        memcpy(cache.memo_model, model, n + 1);
+        cache.memo_row = row;
+        cache.memo_valid = 1;
+    }
+    return row;
+}
+
 /* Exact row first; among glob rows, the one with the longest literal prefix. */
 static const price_row_t *price_row(const char *model)
 {
@@ -439,17 +458,19 @@ static const price_row_t *price_row(const char *model)
 
     if (model == NULL)
         return NULL;
+    if (cache.memo_valid && strcmp(cache.memo_model, model) == 0)
+        return cache.memo_row;
     for (i = 0; i < cache.nprices; i++) {
         const price_row_t *r = &cache.prices[i];
         if (!r->is_glob) {
             if (strcmp(r->pattern, model) == 0)
-                return r;
+                return memo(model, r);
             continue;
         }
         if ((best == NULL || r->len > best->len) && gh_auth_glob(r->pattern, model))
             best = r;
     }
-    return best;
+    return memo(model, best);
 }
 
 /* See auth.h. */

@@ -1,5 +1,6 @@
 /* buf.c: a small growable byte buffer, always NUL-terminated once written to. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,4 +125,94 @@ void gh_buf_free(gh_buf_t *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+}
+
+/* ---- printf-free formatting for the request path -------------------------------------------
+ * snprintf and gmtime_r cost thousands of instructions a call; the per-request headers and
+ * timestamps below are written by hand instead. */
+
+/* See buf.h. */
+size_t gh_fmt_u64(char *dst, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++)
+        dst[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* See buf.h. */
+size_t gh_fmt_i64(char *dst, int64_t v)
+{
+    if (v < 0) {
+        dst[0] = '-';
+        return 1 + gh_fmt_u64(dst + 1, (uint64_t)0 - (uint64_t)v);
+    }
+    return gh_fmt_u64(dst, (uint64_t)v);
+}
+
+/* See buf.h. */
+void gh_fmt_hex32(char *dst, uint32_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    int i;
+
+    for (i = 7; i >= 0; i--) {
+        dst[i] = hex[v & 0xf];
+        v >>= 4;
+    }
+}
+
+/* Writes v as exactly two digits. */
+static void two(char *dst, unsigned v)
+{
+    dst[0] = (char)('0' + v / 10 % 10);
+    dst[1] = (char)('0' + v % 10);
+}
+
+/* See buf.h. The calendar arithmetic is Howard Hinnant's days-to-civil; the last second's
+ * answer is kept because consecutive requests almost always share it. */
+void gh_fmt_iso_sec(char *dst, int64_t sec)
+{
+    static int64_t last_sec = INT64_MIN;
+    static char last[GH_ISO_SEC_LEN];
+    int64_t days, rem, era, doe, yoe, y, doy, mp, d, m;
+
+    if (sec == last_sec) {
+        memcpy(dst, last, GH_ISO_SEC_LEN);
+        return;
+    }
+    days = sec >= 0 ? sec / 86400 : -((-sec + 86399) / 86400);
+    rem = sec - days * 86400;
+    days += 719468;
+    era = (days >= 0 ? days : days - 146096) / 146097;
+    doe = days - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    y = yoe + era * 400;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    if (y < 0 || y > 9999)
+        y = y < 0 ? 0 : 9999;
+    two(last, (unsigned)(y / 100));
+    two(last + 2, (unsigned)(y % 100));
+    last[4] = '-';
+    two(last + 5, (unsigned)m);
+    last[7] = '-';
+    two(last + 8, (unsigned)d);
+    last[10] = 'T';
+    two(last + 11, (unsigned)(rem / 3600));
+    last[13] = ':';
+    two(last + 14, (unsigned)(rem / 60 % 60));
+    last[16] = ':';
+    two(last + 17, (unsigned)(rem % 60));
+    last_sec = sec;
+    memcpy(dst, last, GH_ISO_SEC_LEN);
 }

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* data is owned by the buffer; after any successful gh_buf_* call it is non-NULL and
  * data[len] == '\0', so it can be handed to str* functions. A zeroed buffer is empty and valid. */
@@ -42,5 +43,23 @@ char *gh_buf_detach(gh_buf_t *b, size_t *len);
 
 /* Frees the memory and leaves b empty and reusable. */
 void gh_buf_free(gh_buf_t *b);
+
+/* printf-free formatting for the request path; none of these writes a NUL. */
+
+/* Writes v in decimal to dst (room for 20 bytes); returns the number of bytes written. */
+size_t gh_fmt_u64(char *dst, uint64_t v);
+
+/* Writes v in decimal, with a '-' when negative (room for 20 bytes); returns the length. */
+size_t gh_fmt_i64(char *dst, int64_t v);
+
+/* Writes v as exactly 8 lowercase hex digits. */
+void gh_fmt_hex32(char *dst, uint32_t v);
+
+/* Length of "YYYY-MM-DDTHH:MM:SS". */
+#define GH_ISO_SEC_LEN 19
+
+/* Writes the UTC time sec (seconds since the epoch) as "YYYY-MM-DDTHH:MM:SS" (GH_ISO_SEC_LEN
+ * bytes; years clamp to 0000..9999). */
+void gh_fmt_iso_sec(char *dst, int64_t sec);
 
 #endif

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "exchange.h"
 #include "gh.h"
 #include "jscan.h"
@@ -159,28 +160,42 @@ static void publish_usage(gh_exchange_t *ex)
 static size_t ratelimit_headers(const gh_limit_result_t *res, char *out, size_t outsz)
 {
     static const char *const names[] = {"requests", "input-tokens", "output-tokens"};
+    static const char *const parts[] = {"-limit: ", "-remaining: ", "-reset: "};
     const gh_limit_view_t *v[] = {&res->requests, &res->input_tokens, &res->output_tokens};
-    size_t used = 0, i;
+    size_t used = 0, i, j;
 
-    out[0] = '\0';
+    /* hand-formatted: this runs on every answer of a limited key, and snprintf cost more than
+     * the rest of the header work together */
     for (i = 0; i < 3; i++) {
-        time_t t = (time_t)((v[i]->reset_ms + 999) / 1000);
-        struct tm tm;
-        int n;
+        size_t nl = strlen(names[i]);
         if (v[i]->limit < 0)
             continue;
-        gmtime_r(&t, &tm);
-        n = snprintf(out + used, outsz - used,
-                     "anthropic-ratelimit-%s-limit: %lld\r\nanthropic-ratelimit-%s-remaining: "
-                     "%lld\r\nanthropic-ratelimit-%s-reset: %04d-%02d-%02dT%02d:%02d:%02dZ\r\n",
-                     names[i], (long long)v[i]->limit, names[i],
-                     (long long)(v[i]->remaining > 0 ? v[i]->remaining : 0), names[i],
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec);
-        if (n < 0 || (size_t)n >= outsz - used)
+        /* three lines of at most 21 + 13 + 12 + 20 + 2 bytes each */
+        if (outsz - used < 3 * 80)
             break;
-        used += (size_t)n;
+        for (j = 0; j < 3; j++) {
+            char *p = out + used;
+            size_t pl = strlen(parts[j]);
+            memcpy(p, "anthropic-ratelimit-", 20);
+            memcpy(p + 20, names[i], nl);
+            memcpy(p + 20 + nl, parts[j], pl);
+            p += 20 + nl + pl;
+            if (j == 0) {
+                p += gh_fmt_i64(p, v[i]->limit);
+            } else if (j == 1) {
+                p += gh_fmt_i64(p, v[i]->remaining > 0 ? v[i]->remaining : 0);
+            } else {
+                gh_fmt_iso_sec(p, (v[i]->reset_ms + 999) / 1000);
+                p += GH_ISO_SEC_LEN;
+                *p++ = 'Z';
+            }
+            *p++ = '\r';
+            *p++ = '\n';
+            used = (size_t)(p - out);
+        }
     }
+    if (used < outsz)
+        out[used] = '\0';
     return used;
 }
 
@@ -252,15 +267,31 @@ static void arm_idle(gh_exchange_t *ex)
 /* Appends the headers gatehouse adds to every relayed answer. */
 static void add_gateway_headers(gh_exchange_t *ex, struct evbuffer *b)
 {
-    if (ex->key_limited) {
-        char rl[1024];
-        size_t n = ratelimit_headers(&ex->key_res, rl, sizeof(rl));
-        evbuffer_add(b, rl, n);
+    static const struct {
+        const char *name;
+        size_t len;
+    } h[] = {{GH_LIT("x-gatehouse-request-id: ")},
+             {GH_LIT("\r\nx-gatehouse-provider: ")},
+             {GH_LIT("\r\nx-gatehouse-model: ")},
+             {GH_LIT("\r\nx-gatehouse-attempts: ")}};
+    const char *val[3] = {ex->rec.request_id, ex->rec.provider, ex->rec.model};
+    char line[1024 + sizeof(ex->rec.request_id) + sizeof(ex->rec.provider) + sizeof(ex->rec.model) +
+              128];
+    size_t n = 0, i;
+
+    if (ex->key_limited)
+        n = ratelimit_headers(&ex->key_res, line, 1024);
+    for (i = 0; i < 3; i++) {
+        size_t vl = strnlen(val[i], 256);
+        memcpy(line + n, h[i].name, h[i].len);
+        memcpy(line + n + h[i].len, val[i], vl);
+        n += h[i].len + vl;
     }
-    evbuffer_add_printf(b,
-                        "x-gatehouse-request-id: %s\r\nx-gatehouse-provider: %s\r\n"
-                        "x-gatehouse-model: %s\r\nx-gatehouse-attempts: %d\r\n",
-                        ex->rec.request_id, ex->rec.provider, ex->rec.model, ex->rec.attempts);
+    memcpy(line + n, h[3].name, h[3].len);
+    n += h[3].len;
+    n += gh_fmt_i64(line + n, ex->rec.attempts);
+    memcpy(line + n, "\r\n", 2);
+    evbuffer_add(b, line, n + 2);
 }
 
 /* Starts the streamed answer towards the client with the upstream status and headers. */

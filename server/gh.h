@@ -10,6 +10,8 @@
 
 #define GH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define GH_UNUSED(x) ((void)(x))
+/* A string literal and its length, for initialisers and memcpy. */
+#define GH_LIT(s) (s), (sizeof(s) - 1)
 
 /* Defaults of the command line contract (DESIGN.md section 4). */
 #define GH_DEFAULT_LISTEN "127.0.0.1:8080"

@@ -12,6 +12,7 @@
 
 #include "gh.h"
 #include "log.h"
+#include "buf.h"
 #include "shm.h"
 
 #define GH_SHM_WARN_INTERVAL_US 1000000u
@@ -181,6 +182,17 @@ void gh_shm_request_id(char *out, size_t outsz)
         seq = atomic_fetch_add_explicit(&gh_shm->request_seq, 1, memory_order_relaxed);
     else
         seq = atomic_fetch_add_explicit(&gh_local_seq, 1, memory_order_relaxed);
-    snprintf(out, outsz, "req_gh_%08x%08x%08x", (unsigned)(uint32_t)time(NULL), (unsigned)rnd,
-             (unsigned)(uint32_t)seq);
+    {
+        /* hand-formatted: one per request */
+        char id[7 + 24 + 1];
+        size_t n = sizeof(id) - 1;
+        memcpy(id, "req_gh_", 7);
+        gh_fmt_hex32(id + 7, (uint32_t)time(NULL));
+        gh_fmt_hex32(id + 15, rnd);
+        gh_fmt_hex32(id + 23, (uint32_t)seq);
+        if (n > outsz - 1)
+            n = outsz - 1;
+        memcpy(out, id, n);
+        out[n] = '\0';
+    }
 }

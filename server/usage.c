@@ -10,6 +10,7 @@
 #include "gh.h"
 #include "log.h"
 #include "jscan.h"
+#include "buf.h"
 #include "usage.h"
 
 /* Parses a JSON integer span strictly (digits only: no sign, fraction or exponent). */
@@ -118,20 +119,26 @@ void gh_usage_now_iso(char *out, size_t outsz)
     gh_usage_iso((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, out, outsz);
 }
 
-/* See usage.h. */
+/* See usage.h. Hand-formatted: it runs on every request (started_at). */
 void gh_usage_iso(int64_t ms, char *out, size_t outsz)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
+    char tmp[GH_ISO_SEC_LEN + 6];
+    int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    unsigned frac = (unsigned)(ms - sec * 1000);
+    size_t n = sizeof(tmp) - 1;
 
     if (out == NULL || outsz == 0)
         return;
-    if (gmtime_r(&t, &tm) == NULL) {
-        out[0] = '\0';
-        return;
-    }
-    snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    gh_fmt_iso_sec(tmp, sec);
+    tmp[GH_ISO_SEC_LEN] = '.';
+    tmp[GH_ISO_SEC_LEN + 1] = (char)('0' + frac / 100);
+    tmp[GH_ISO_SEC_LEN + 2] = (char)('0' + frac / 10 % 10);
+    tmp[GH_ISO_SEC_LEN + 3] = (char)('0' + frac % 10);
+    tmp[GH_ISO_SEC_LEN + 4] = 'Z';
+    if (n > outsz - 1)
+        n = outsz - 1;
+    memcpy(out, tmp, n);
+    out[n] = '\0';
 }
 
 /* Copies at most dstsz-1 bytes of src into dst and terminates it. A cut never splits a UTF-8

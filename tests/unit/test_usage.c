@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gh.h"
+#include "buf.h"
 #include "usage.h"
 
 /* Feeds a NUL-terminated string to gh_usage_from_message. */
@@ -311,6 +313,69 @@ static void test_now_iso(void **state)
 }
 
 /* Copies, truncates and terminates; never splits a UTF-8 character. */
+/* The printf-free formatters agree with gmtime_r/snprintf over a wide range of inputs. */
+static void test_fmt_against_libc(void **state)
+{
+    static const int64_t samples[] = {0,
+                                      1,
+                                      59,
+                                      86399,
+                                      86400,
+                                      951782400 /* 2000-02-29 */,
+                                      1709164800 /* 2024-02-29 */,
+                                      1767225599,
+                                      4102444800,
+                                      253402300799 /* 9999-12-31T23:59:59 */};
+    int64_t sec;
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < GH_ARRAY_LEN(samples) + 200000; i++) {
+        char mine[GH_ISO_SEC_LEN + 1], ref[64];
+        struct tm tm;
+        time_t t;
+        sec = i < GH_ARRAY_LEN(samples) ? samples[i]
+                                        : (int64_t)(i - GH_ARRAY_LEN(samples)) * 1266133 + 17;
+        if (sec > 253402300799)
+            break;
+        t = (time_t)sec;
+        gmtime_r(&t, &tm);
+        snprintf(ref, sizeof(ref), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        gh_fmt_iso_sec(mine, sec);
+        mine[GH_ISO_SEC_LEN] = '\0';
+        assert_string_equal(mine, ref);
+        gh_fmt_iso_sec(mine, sec); /* the memoised answer is the same */
+        assert_string_equal(mine, ref);
+    }
+    {
+        static const int64_t ints[] = {0,   7,    -7,        10,        99,
+                                       100, -100, 123456789, INT64_MAX, INT64_MIN};
+        for (i = 0; i < GH_ARRAY_LEN(ints); i++) {
+            char mine[24], ref[24];
+            size_t n = gh_fmt_i64(mine, ints[i]);
+            mine[n] = '\0';
+            snprintf(ref, sizeof(ref), "%lld", (long long)ints[i]);
+            assert_string_equal(mine, ref);
+        }
+    }
+    {
+        char hex[9];
+        gh_fmt_hex32(hex, 0xdeadbeefu);
+        hex[8] = '\0';
+        assert_string_equal(hex, "deadbeef");
+        gh_fmt_hex32(hex, 0x1u);
+        assert_string_equal(hex, "00000001");
+    }
+    {
+        char iso[32], small[8];
+        gh_usage_iso(1709164800123, iso, sizeof(iso));
+        assert_string_equal(iso, "2024-02-29T00:00:00.123Z");
+        gh_usage_iso(1709164800007, small, sizeof(small));
+        assert_string_equal(small, "2024-02");
+    }
+}
+
 static void test_set(void **state)
 {
     char dst[8];
@@ -356,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_sse_odd_events),
         cmocka_unit_test(test_cost),
         cmocka_unit_test(test_now_iso),
+        cmocka_unit_test(test_fmt_against_libc),
         cmocka_unit_test(test_set),
     };
 
