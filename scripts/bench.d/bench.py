@@ -2,7 +2,7 @@
 """bench.py: the body of scripts/bench (which installs what is needed, then runs this).
 
 Starts on 127.0.0.1 the C mock upstream, nginx as the bare hop, Portkey as the peer gateway and
-gatehouse with governance on; drives each with wrk (cases 1, 2, 3, 5, 6) and streams.py (case 4);
+gatehouse with governance on; drives each with wrk (cases 1, 2, 3, 5, 6) and gh-streams (streams.c, case 4);
 prints one table, the ratios, the targets of issue 7 with PASS/FAIL, and writes --json FILE.
 Every process it starts gets its own process group, is listed in $BENCH_PIDFILE (for the shell
 wrapper's EXIT trap) and is stopped on the way out, however the run ends.
@@ -459,7 +459,7 @@ class Bench:
             if t in self.skip:
                 self.streams[t] = {"na": self.skip[t]}
                 continue
-            argv = [sys.executable, os.path.join(HERE, "streams.py"), "--port", str(self.ports[t]),
+            argv = [self.a.streams_client, "--port", str(self.ports[t]),
                     "--streams", str(self.a.streams), "--events", str(self.a.events),
                     "--interval-ms", str(self.a.interval_ms), "--timeout", str(self.a.stream_timeout),
                     "--body", os.path.join(self.tmp, "bodies", "stream.json")]
@@ -788,6 +788,8 @@ def main():
     ap.add_argument("--strict", action="store_true")
     ap.add_argument("--gatehouse", required=True)
     ap.add_argument("--mock", required=True)
+    ap.add_argument("--streams-client", required=True,
+                    help="the C SSE stream client of case 4 (scripts/bench.d/streams.c)")
     ap.add_argument("--wrk", default=shutil.which("wrk"))
     ap.add_argument("--nginx", default=shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None))
     ap.add_argument("--node", default=shutil.which("node"))
