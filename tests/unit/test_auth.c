@@ -202,6 +202,23 @@ static void test_prices(void **state)
     assert_non_null(p);
     assert_true(p->input_per_mtok == 9.0);
     assert_null(gh_auth_price("gpt-4o"));
+    assert_null(gh_auth_price("gpt-4o")); /* a remembered miss stays a miss */
+    /* the remembered answer follows the model asked for, and a reload forgets it */
+    p = gh_auth_price("claude-sonnet-4-5-20250929");
+    assert_true(p != NULL && p->input_per_mtok == 1.0);
+    p = gh_auth_price("claude-sonnet-4-5-20250929");
+    assert_true(p != NULL && p->input_per_mtok == 1.0);
+    assert_true(gh_auth_price("claude-unknown")->input_per_mtok == 9.0);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE model_prices SET input_per_mtok = 7 "
+                                  "WHERE model = 'claude-sonnet-4-5-20250929'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    p = gh_auth_price("claude-sonnet-4-5-20250929"); /* the cache still has the old row */
+    assert_true(p != NULL && p->input_per_mtok == 1.0);
+    assert_int_equal(gh_auth_load(db), GH_OK);
+    p = gh_auth_price("claude-sonnet-4-5-20250929");
+    assert_true(p != NULL && p->input_per_mtok == 7.0);
     gh_auth_free();
     gh_store_close(db);
 }
