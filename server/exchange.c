@@ -274,18 +274,27 @@ static void add_gateway_headers(gh_exchange_t *ex, struct evbuffer *b)
              {GH_LIT("\r\nx-gatehouse-provider: ")},
              {GH_LIT("\r\nx-gatehouse-model: ")},
              {GH_LIT("\r\nx-gatehouse-attempts: ")}};
-    const char *val[3] = {ex->rec.request_id, ex->rec.provider, ex->rec.model};
+    const struct {
+        const char *s;
+        size_t max;
+    } val[3] = {{ex->rec.request_id, sizeof(ex->rec.request_id)},
+                {ex->rec.provider, sizeof(ex->rec.provider)},
+                {ex->rec.model, sizeof(ex->rec.model)}};
     char line[1024 + sizeof(ex->rec.request_id) + sizeof(ex->rec.provider) + sizeof(ex->rec.model) +
               128];
-    size_t n = 0, i;
+    size_t n = 0, i, j;
 
     if (ex->key_limited)
         n = ratelimit_headers(&ex->key_res, line, 1024);
     for (i = 0; i < 3; i++) {
-        size_t vl = strnlen(val[i], 256);
+        size_t vl = strnlen(val[i].s, val[i].max);
         memcpy(line + n, h[i].name, h[i].len);
-        memcpy(line + n + h[i].len, val[i], vl);
-        n += h[i].len + vl;
+        n += h[i].len;
+        /* the model is the client's own string: a CR or LF in it must not start a header */
+        for (j = 0; j < vl; j++) {
+            unsigned char c = (unsigned char)val[i].s[j];
+            line[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        }
     }
     memcpy(line + n, h[3].name, h[3].len);
     n += h[3].len;

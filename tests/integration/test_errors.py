@@ -193,6 +193,22 @@ def test_no_provider_is_a_clear_503():
         g.cleanup()
 
 
+def test_model_name_cannot_inject_response_headers():
+    # the model is the client's string and comes back in x-gatehouse-model: a CR/LF in it must
+    # not end that header and start another, on a buffered or a streamed answer
+    for stream in (False, True):
+        body = {"model": "claude-a\r\nx-injected=1\r\n", "max_tokens": 8, "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}]}
+        raw = b"".join(b for _, b in h.raw_stream(gw.port, "/v1/messages", body,
+                                                  {"x-api-key": gw.key,
+                                                   "anthropic-version": "2023-06-01"}))
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        assert b" 200 " in head[0], raw[:300]
+        assert not any(l.lower().startswith(b"x-injected") for l in head), head
+        model = [l for l in head if l.lower().startswith(b"x-gatehouse-model:")]
+        assert model == [b"x-gatehouse-model: claude-a??x-injected=1??"], head
+
+
 try:
     h.run(globals())
 finally:
