@@ -20,6 +20,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
+#include "store.h"
 
 #define GH_EXCHANGE_PAUSE_AT (1024 * 1024)          /* client backlog that pauses upstream reads */
 #define GH_PROXY_MAX_RESP_BODY (256u * 1024 * 1024) /* a buffered (non-SSE) answer */
@@ -1106,29 +1107,14 @@ int64_t gh_exchange_estimate_tokens(size_t body_len)
     return (int64_t)(body_len / 6);
 }
 
-/* gh_limits_budget_check's seed: what the key has spent since the period began, from SQLite
- * (once per key and period across all workers). */
+/* gh_limits_budget_check's seed: what the key has spent since the period began, from SQLite.
+ * The master seeds every key that had a budget at start-up, so a worker runs this only for a key
+ * given a budget since, or when a period rolls over (when it has no rows yet). */
 static double budget_seed(void *arg, int64_t period_start_ms)
 {
-    static const char sql[] =
-        "SELECT coalesce(sum(cost_usd), 0) FROM usage_log WHERE key_id = ?1 AND started_at >= ?2";
-    sqlite3_stmt *st = NULL;
-    char since[64];
     double spent = 0;
 
-    gh_usage_iso(period_start_ms, since, sizeof(since));
-    if (sqlite3_prepare_v2(gh_worker->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        gh_log_error("sqlite3_prepare_v2(budget seed) failed: %s", sqlite3_errmsg(gh_worker->db));
-        goto done;
-    }
-    sqlite3_bind_text(st, 1, (const char *)arg, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        spent = sqlite3_column_double(st, 0);
-    else
-        gh_log_error("sqlite3_step(budget seed) failed: %s", sqlite3_errmsg(gh_worker->db));
-done:
-    sqlite3_finalize(st);
+    gh_store_key_spend(gh_worker->db, (const char *)arg, period_start_ms, &spent);
     return spent;
 }
 

@@ -17,9 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "gh.h"
 #include "http.h"
 #include "quota.h"
+#include "store.h"
 #include "log.h"
 #include "master.h"
 #include "recorder.h"
@@ -357,6 +360,56 @@ static int install_signals(void)
     return GH_OK;
 }
 
+/* gh_limits_budget_check's seed when the spend is already known: *arg. */
+static double known_spend(void *arg, int64_t period_start_ms)
+{
+    GH_UNUSED(period_start_ms);
+    return *(const double *)arg;
+}
+
+/* Seeds the shared budget table, before any worker runs, with what every budgeted key has spent
+ * in its current period. A worker would otherwise sum a key's rows on the key's first request,
+ * and after a restart mid-month that sum over a busy key's rows would stall every connection of
+ * that worker; here it delays only the start. A failure is logged and leaves the seeding to the
+ * workers, as before. */
+static void preseed_budgets(void)
+{
+    static const char sql[] = "SELECT id, budget_usd, coalesce(budget_period, '1M') FROM "
+                              "virtual_keys WHERE budget_usd IS NOT NULL AND revoked_at IS NULL";
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    uint64_t t0 = gh_now_us();
+    int64_t now = gh_wall_ms();
+    int n = 0, rc;
+
+    if (gh_store_open(m.db_path, &db) != GH_OK)
+        goto done;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        gh_log_error("sqlite3_prepare_v2(budgeted keys) failed: %s", sqlite3_errmsg(db));
+        goto done;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        const char *period = (const char *)sqlite3_column_text(st, 2);
+        double budget = sqlite3_column_double(st, 1), spent = 0;
+        int64_t start;
+
+        if (id == NULL || period == NULL || (start = gh_limits_period_start_ms(period, now)) < 0)
+            continue;
+        if (gh_store_key_spend(db, id, start, &spent) != GH_OK)
+            continue;
+        gh_limits_budget_check(id, period, budget, now, known_spend, &spent, NULL);
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        gh_log_error("sqlite3_step(budgeted keys) failed: %s", sqlite3_errmsg(db));
+    gh_log_info("budgets: seeded the current spend of %d key%s in %llu ms", n, n == 1 ? "" : "s",
+                (unsigned long long)((gh_now_us() - t0) / 1000));
+done:
+    sqlite3_finalize(st);
+    gh_store_close(db);
+}
+
 /* The supervision loop (see master.h). */
 int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
 {
@@ -394,6 +447,7 @@ int gh_master_run(const gh_config_t *cfg, const gh_keys_t *keys)
     gh_log_info("gatehouse %s: client API on http://%s:%s, admin API on http://%s:%s, %d workers",
                 PACKAGE_VERSION, cfg->listen.host, cfg->listen.port, cfg->admin_listen.host,
                 cfg->admin_listen.port, cfg->workers);
+    preseed_budgets();
     for (i = 0; i < cfg->workers; i++)
         if (spawn(i) != GH_OK)
             m.slots[i].respawn_at_us = gh_now_us() + GH_BACKOFF_MAX_US;

@@ -14,6 +14,7 @@
 #include "gh.h"
 #include "log.h"
 #include "store.h"
+#include "usage.h"
 
 #define GH_META_MASTER_KEY_CHECK "master_key_check"
 #define GH_BUSY_TIMEOUT_MS 5000
@@ -795,4 +796,32 @@ void gh_store_providers_free(gh_provider_t *providers, size_t n)
         free(providers[i].base_url);
     }
     free(providers);
+}
+
+/* See store.h. */
+int gh_store_key_spend(sqlite3 *db, const char *key_id, int64_t since_ms, double *out)
+{
+    static const char sql[] =
+        "SELECT coalesce(sum(cost_usd), 0) FROM usage_log WHERE key_id = ?1 AND started_at >= ?2";
+    sqlite3_stmt *st = NULL;
+    char since[64];
+    int rc = GH_ERR;
+
+    *out = 0.0;
+    gh_usage_iso(since_ms, since, sizeof(since));
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        gh_log_error("sqlite3_prepare_v2(key spend) failed: %s", sqlite3_errmsg(db));
+        goto done;
+    }
+    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, since, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        gh_log_error("sqlite3_step(key spend) failed: %s", sqlite3_errmsg(db));
+        goto done;
+    }
+    *out = sqlite3_column_double(st, 0);
+    rc = GH_OK;
+done:
+    sqlite3_finalize(st);
+    return rc;
 }

@@ -71,6 +71,10 @@ int gh_store_check_keys(sqlite3 *db, const gh_keys_t *keys);
  * key encrypted. Otherwise does nothing. */
 int gh_store_bootstrap(sqlite3 *db, const gh_keys_t *keys);
 
+/* What virtual key key_id has spent (USD, usage_log.cost_usd) in requests started at or after
+ * since_ms, into *out (0 when it has no rows). One indexed range query (key_id, started_at). */
+int gh_store_key_spend(sqlite3 *db, const char *key_id, int64_t since_ms, double *out);
+
 /* Creates a provider with one or more keys (weights >= 1). Returns its id in *id_out. */
 int gh_store_provider_create(sqlite3 *db, const gh_keys_t *keys, const char *name,
                              const char *base_url, int timeout_ms, const char *const *secrets,

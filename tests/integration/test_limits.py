@@ -127,6 +127,37 @@ def test_budget_counts_spend_recorded_before_start():
     assert r.status == 402, r
 
 
+def test_budget_spend_is_seeded_at_start_up():
+    # after a restart mid-period the master sums every budgeted key's spend before any worker
+    # runs, so no request waits for that sum: the row deleted after start-up still counts,
+    # which a worker summing on the first request would have missed
+    import sqlite3
+    g = h.Gateway(mock.url, workers=1)
+    try:
+        spender = g.admin("POST", "/admin/keys", {"name": "spender", "budget_usd": 0.01,
+                                                  "budget_period": "1M"}).json()
+        saver = g.admin("POST", "/admin/keys", {"name": "saver", "budget_usd": 5}).json()
+        g.stop()
+        path = os.path.join(g.data_dir, "gatehouse.db")
+        db = sqlite3.connect(path)
+        db.execute("INSERT INTO usage_log (request_id, started_at, key_id, endpoint, status,"
+                   " cost_usd) VALUES ('req_before', strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?,"
+                   " '/v1/messages', 200, 0.02)", (spender["id"],))
+        db.commit()
+        db.close()
+        g.start()
+        assert "budgets: seeded the current spend of 2 keys" in g.logs(), g.logs()[-2000:]
+        db = sqlite3.connect(path)
+        db.execute("DELETE FROM usage_log WHERE request_id = 'req_before'")
+        db.commit()
+        db.close()
+        r = g.post("/v1/messages", MSG, {"x-api-key": spender["key"]})
+        assert r.status == 402, r
+        assert g.post("/v1/messages", MSG, {"x-api-key": saver["key"]}).status == 200
+    finally:
+        g.cleanup()
+
+
 def test_refusals_are_logged_with_gateway_error_types():
     import sqlite3
     time.sleep(0.3)
