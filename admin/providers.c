@@ -11,6 +11,7 @@
 #include "gh.h"
 #include "json.h"
 #include "log.h"
+#include "quota.h"
 
 #define GH_PROV_NAME_MAX 63 /* fits gh_usage_rec_t.provider */
 #define GH_PROV_URL_MAX 2048
@@ -327,6 +328,7 @@ static int prov_key_insert(sqlite3 *db, int64_t pid, const prov_key_t *k, int64_
     }
     if (id_out != NULL)
         *id_out = sqlite3_last_insert_rowid(db);
+    gh_limits_cooldown_clear(sqlite3_last_insert_rowid(db));
     rc = GH_OK;
 done:
     sqlite3_finalize(st);

@@ -811,6 +811,22 @@ void gh_limits_cooldown(int64_t provider_key_id, int64_t until_ms)
         gh_lim_fail_open("cooldown table full", key.id);
 }
 
+/* Ends a provider key's cooldown at once. Called for a key just created: SQLite may hand a new
+ * key the id of one deleted a moment ago, and the new key must not inherit that cooldown. */
+void gh_limits_cooldown_clear(int64_t provider_key_id)
+{
+    gh_lim_cool_t *e;
+    gh_lim_key_t key;
+
+    if (gh_limits == NULL || gh_lim_cool_key(&key, provider_key_id) != GH_OK ||
+        gh_lim_lock(GH_LIMITS_TABLE_COOLDOWN) != GH_OK)
+        return;
+    e = gh_lim_find(GH_LIM_COOL, &key, 0);
+    if (e != NULL)
+        e->until_ms = 0;
+    gh_lim_unlock(GH_LIMITS_TABLE_COOLDOWN);
+}
+
 /* Returns when a provider key's cooldown ends, or 0; an expired entry is dropped on the way. */
 int64_t gh_limits_cooldown_until(int64_t provider_key_id, int64_t now_ms)
 {

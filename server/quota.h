@@ -156,6 +156,8 @@ void gh_limits_budget_add(const char *key_id, const char *period, double cost_us
  * when the key is not cooling at now_ms. */
 void gh_limits_cooldown(int64_t provider_key_id, int64_t until_ms);
 int64_t gh_limits_cooldown_until(int64_t provider_key_id, int64_t now_ms);
+/* Ends provider_key_id's cooldown (a new key may reuse a deleted key's id). */
+void gh_limits_cooldown_clear(int64_t provider_key_id);
 
 /* Forgets idle entries (empty windows, ended budget periods, expired cooldowns) so a long-lived
  * master never fills the tables with keys that are gone. Takes each lock for a small chunk at a

@@ -692,6 +692,16 @@ static void test_cooldown(void **state)
     assert_int_equal(gh_limits_cooldown_until(42, T0), 0);
     gh_limits_cooldown(-1, 0);
     assert_int_equal(gh_limits_cooldown_until(-1, 0), 0);
+    /* a key created with a deleted key's id starts without its cooldown; others keep theirs */
+    gh_limits_cooldown(44, T0 + 60000);
+    gh_limits_cooldown(45, T0 + 60000);
+    gh_limits_cooldown_clear(44);
+    assert_int_equal(gh_limits_cooldown_until(44, T0), 0);
+    assert_int_equal(gh_limits_cooldown_until(45, T0), T0 + 60000);
+    gh_limits_cooldown(44, T0 + 2000); /* and it can cool down again */
+    assert_int_equal(gh_limits_cooldown_until(44, T0), T0 + 2000);
+    gh_limits_cooldown_clear(46); /* no entry: nothing to do */
+    assert_int_equal(gh_limits_cooldown_until(46, T0), 0);
 }
 
 /* A full table admits (and counts it) instead of failing; a sweep of idle entries makes room. */
