@@ -688,39 +688,33 @@ static int compose(const char *client, size_t clen, unsigned need, const char *c
     return GH_OK;
 }
 
-/* Computes the anthropic-beta value to send upstream (see beta.h). */
+/* Computes the anthropic-beta value to send upstream (see beta.h): scans the body, then does
+ * what gh_beta_header_scanned does. */
 int gh_beta_header(const char *client, const char *body, size_t body_len, unsigned flags,
                    const char *const *add, size_t nadd, const char *const *strip, size_t nstrip,
                    char *out, size_t outsz, int *changed)
 {
     gh_jspan_t sp[GH_BETA_NKEYS];
-    unsigned need = 0;
-    size_t clen;
-
-    if (changed != NULL)
-        *changed = 0;
-    if (out == NULL || outsz == 0)
-        return GH_ERR;
-    out[0] = '\0';
-    client = client != NULL ? client : "";
-    nstrip = strip != NULL ? nstrip : 0;
-    nadd = add != NULL ? nadd : 0;
-    clen = strlen(client);
+    const gh_jspan_t *spans = NULL;
 
     /* A files endpoint carries multipart or no body at all: only the flag counts there. */
-    if (flags & GH_BETA_FILES_ENDPOINT) {
-        need |= BIT(B_FILES_API);
-    } else if (body != NULL && body_len > 0) {
+    if (!(flags & GH_BETA_FILES_ENDPOINT) && body != NULL && body_len > 0 && out != NULL &&
+        outsz > 0) {
         if (gh_jscan_object(body, body_len, gh_beta_keys, GH_BETA_NKEYS, sp, NULL) != GH_OK) {
             /* Not a JSON object: forward the client's header as is. */
+            size_t clen = client != NULL ? strlen(client) : 0;
+            if (changed != NULL)
+                *changed = 0;
+            out[0] = '\0';
             if (clen >= outsz)
                 return GH_ERR;
-            memcpy(out, client, clen + 1);
+            memcpy(out, client != NULL ? client : "", clen + 1);
             return GH_OK;
         }
-        detect(body, sp, wanted(client, clen, strip, nstrip), &need);
+        spans = sp;
     }
-    return compose(client, clen, need, add, nadd, strip, nstrip, out, outsz, changed);
+    return gh_beta_header_scanned(client, body, spans, flags, add, nadd, strip, nstrip, out, outsz,
+                                  changed);
 }
 
 /* Computes the anthropic-beta value from a body already scanned for gh_beta_keys (see beta.h). */
