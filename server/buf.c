@@ -216,3 +216,17 @@ void gh_fmt_iso_sec(char *dst, int64_t sec)
     last_sec = sec;
     memcpy(dst, last, GH_ISO_SEC_LEN);
 }
+
+/* See buf.h. */
+void gh_fmt_iso_ms(char *dst, int64_t ms)
+{
+    int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    unsigned frac = (unsigned)(ms - sec * 1000);
+
+    gh_fmt_iso_sec(dst, sec);
+    dst[GH_ISO_SEC_LEN] = '.';
+    dst[GH_ISO_SEC_LEN + 1] = (char)('0' + frac / 100);
+    dst[GH_ISO_SEC_LEN + 2] = (char)('0' + frac / 10 % 10);
+    dst[GH_ISO_SEC_LEN + 3] = (char)('0' + frac % 10);
+    dst[GH_ISO_SEC_LEN + 4] = 'Z';
+}

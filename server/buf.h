@@ -62,4 +62,11 @@ void gh_fmt_hex32(char *dst, uint32_t v);
  * bytes; years clamp to 0000..9999). */
 void gh_fmt_iso_sec(char *dst, int64_t sec);
 
+/* Length of "YYYY-MM-DDTHH:MM:SS.mmmZ". */
+#define GH_ISO_MS_LEN (GH_ISO_SEC_LEN + 5)
+
+/* Writes the UTC time ms (milliseconds since the epoch) as "YYYY-MM-DDTHH:MM:SS.mmmZ"
+ * (GH_ISO_MS_LEN bytes). */
+void gh_fmt_iso_ms(char *dst, int64_t ms);
+
 #endif

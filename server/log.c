@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 #include <pthread.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 
 static const char *gh_log_role = "main";
@@ -56,20 +56,18 @@ void gh_log(gh_log_level_t level, const char *fmt, ...)
     static const char *names[] = {"debug", "info", "warn", "error"};
     char line[2048];
     struct timeval tv;
-    struct tm tm;
     va_list ap;
     int n, m;
 
     if (level < gh_log_min)
         return;
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    n = snprintf(line, sizeof(line),
-                 "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%d %s] %s: ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(tv.tv_usec / 1000), gh_getpid(), gh_log_role, names[level]);
-    if (n < 0 || (size_t)n >= sizeof(line))
+    gh_fmt_iso_ms(line, (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    n = snprintf(line + GH_ISO_MS_LEN, sizeof(line) - GH_ISO_MS_LEN, " [%d %s] %s: ", gh_getpid(),
+                 gh_log_role, names[level]);
+    if (n < 0 || (size_t)n >= sizeof(line) - GH_ISO_MS_LEN)
         return;
+    n += GH_ISO_MS_LEN;
     va_start(ap, fmt);
     m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);

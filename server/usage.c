@@ -122,19 +122,12 @@ void gh_usage_now_iso(char *out, size_t outsz)
 /* See usage.h. Hand-formatted: it runs on every request (started_at). */
 void gh_usage_iso(int64_t ms, char *out, size_t outsz)
 {
-    char tmp[GH_ISO_SEC_LEN + 6];
-    int64_t sec = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    unsigned frac = (unsigned)(ms - sec * 1000);
-    size_t n = sizeof(tmp) - 1;
+    char tmp[GH_ISO_MS_LEN];
+    size_t n = sizeof(tmp);
 
     if (out == NULL || outsz == 0)
         return;
-    gh_fmt_iso_sec(tmp, sec);
-    tmp[GH_ISO_SEC_LEN] = '.';
-    tmp[GH_ISO_SEC_LEN + 1] = (char)('0' + frac / 100);
-    tmp[GH_ISO_SEC_LEN + 2] = (char)('0' + frac / 10 % 10);
-    tmp[GH_ISO_SEC_LEN + 3] = (char)('0' + frac % 10);
-    tmp[GH_ISO_SEC_LEN + 4] = 'Z';
+    gh_fmt_iso_ms(tmp, ms);
     if (n > outsz - 1)
         n = outsz - 1;
     memcpy(out, tmp, n);
